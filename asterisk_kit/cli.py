@@ -1,0 +1,81 @@
+"""`asterisk-kit` command line: global options, then one sub-command group per module.
+
+Each module in COMMAND_MODULES has `register(subparsers)` adding its commands, each command
+setting `func(ctx) -> int`. Modules must stay light at import time (pandas, google-cloud and other
+heavy libraries are imported inside the functions that need them).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import List, Optional
+
+from . import __version__
+from .config import Config, ConfigError, load
+from .lock import EXIT_LOCKED, JobLock, LockBusy
+
+COMMAND_MODULES = (
+    "asterisk_kit.configcmd",
+)
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+
+
+class Ctx:
+    """What a command gets: parsed args, the config (loaded on first use) and helpers."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self._cfg: Optional[Config] = None
+
+    @property
+    def cfg(self) -> Config:
+        if self._cfg is None:
+            self._cfg = load(self.args.config)
+        return self._cfg
+
+    def logger(self, job: str) -> logging.Logger:
+        from .logsetup import setup
+        return setup(self.cfg, job, verbose=self.args.verbose)
+
+    def lock(self, name: str) -> JobLock:
+        return JobLock(self.cfg.data_dir, name).acquire()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="asterisk-kit", description="Integrations for an Asterisk / FreePBX PBX.")
+    p.add_argument("--config", metavar="PATH",
+                   help="config file (default: $ASTERISK_KIT_CONFIG or /etc/asterisk-kit/asterisk-kit.ini)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging, also to stderr")
+    p.add_argument("--version", action="version", version=f"asterisk-kit {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    ctx = Ctx(args)
+    try:
+        return int(args.func(ctx) or 0)
+    except ConfigError as e:
+        print("configuration error:", file=sys.stderr)
+        for line in e.problems:
+            print("  " + line, file=sys.stderr)
+        return EXIT_CONFIG
+    except LockBusy as e:
+        print(f"asterisk-kit: {e}", file=sys.stderr)
+        logging.getLogger("asterisk_kit").warning("%s", e)
+        return EXIT_LOCKED
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

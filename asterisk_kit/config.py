@@ -1,0 +1,397 @@
+"""The kit's one ini file: schema, loading, validation and environment overrides.
+
+Every section and key the kit understands is declared here, so `config check`, the example file
+and the error messages all come from one place. Capabilities add their own section to SCHEMA.
+Errors always name the file, the section, the key and what was expected.
+
+Environment overrides: ASTERISK_KIT_<SECTION>_<KEY> (upper case, non-alphanumerics as `_`) replaces
+the file's value, e.g. ASTERISK_KIT_ASTERISK_AMI_SECRET or ASTERISK_KIT_BEELINE_ACME_TOKEN for key
+`token` of section `[beeline:acme]`. Meant for secrets that should not sit in the file.
+"""
+from __future__ import annotations
+
+import configparser
+import ipaddress
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Optional
+
+DEFAULT_PATH = "/etc/asterisk-kit/asterisk-kit.ini"
+ENV_CONFIG = "ASTERISK_KIT_CONFIG"
+ENV_PREFIX = "ASTERISK_KIT_"
+
+
+class ConfigError(Exception):
+    """One or more problems in the config; str() lists them, one per line."""
+
+    def __init__(self, problems: List[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class _Invalid(ValueError):
+    """Raised by a type parser; its message says what was expected."""
+
+
+# ---- value types -------------------------------------------------------------------------------
+
+def _str(v: str) -> str:
+    return v
+
+
+def _nonempty(v: str) -> str:
+    if not v.strip():
+        raise _Invalid("a non-empty value")
+    return v.strip()
+
+
+def _int_range(lo: Optional[int] = None, hi: Optional[int] = None) -> Callable[[str], int]:
+    def parse(v: str) -> int:
+        desc = "an integer" + (f" from {lo}" if lo is not None else "") + (f" to {hi}" if hi is not None else "")
+        try:
+            n = int(v.strip())
+        except ValueError:
+            raise _Invalid(desc) from None
+        if (lo is not None and n < lo) or (hi is not None and n > hi):
+            raise _Invalid(desc)
+        return n
+    parse.__doc__ = "integer"
+    return parse
+
+
+def _float_range(lo: float = 0.0) -> Callable[[str], float]:
+    def parse(v: str) -> float:
+        try:
+            n = float(v.strip())
+        except ValueError:
+            raise _Invalid(f"a number >= {lo:g}") from None
+        if n < lo:
+            raise _Invalid(f"a number >= {lo:g}")
+        return n
+    return parse
+
+
+_TRUE = {"1", "yes", "true", "on"}
+_FALSE = {"0", "no", "false", "off"}
+
+
+def _bool(v: str) -> bool:
+    s = v.strip().lower()
+    if s in _TRUE:
+        return True
+    if s in _FALSE:
+        return False
+    raise _Invalid("yes or no")
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(v: str) -> str:
+        s = v.strip()
+        if s not in options:
+            raise _Invalid("one of " + ", ".join(options))
+        return s
+    return parse
+
+
+def _path(v: str) -> Path:
+    s = v.strip()
+    if not s:
+        raise _Invalid("a path")
+    return Path(s).expanduser()
+
+
+def _list(v: str) -> List[str]:
+    return [p.strip() for p in re.split(r"[,\s]+", v) if p.strip()]
+
+
+def _hostports(v: str) -> List[str]:
+    items = _list(v)
+    if not items:
+        raise _Invalid("one or more host:port")
+    for it in items:
+        host, _, port = it.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise _Invalid("host:port entries separated by commas, e.g. 127.0.0.1:11211")
+    return items
+
+
+def _networks(v: str) -> List[Any]:
+    nets = []
+    for it in _list(v):
+        try:
+            nets.append(ipaddress.ip_network(it, strict=False))
+        except ValueError:
+            raise _Invalid("IP networks separated by commas, e.g. 192.168.1.0/24") from None
+    return nets
+
+
+def _hhmm(v: str) -> str:
+    s = v.strip()
+    m = re.fullmatch(r"([01]\d|2[0-3]):([0-5]\d)", s)
+    if not m:
+        raise _Invalid("a time HH:MM")
+    return s
+
+
+def _timezone(v: str) -> str:
+    s = v.strip()
+    if s in ("", "local"):
+        return "local"
+    try:
+        from zoneinfo import ZoneInfo
+        ZoneInfo(s)
+    except Exception:
+        raise _Invalid("a time zone name such as Europe/Moscow, or local") from None
+    return s
+
+
+def _loglevel(v: str) -> str:
+    s = v.strip().upper()
+    if s not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise _Invalid("one of DEBUG, INFO, WARNING, ERROR")
+    return s
+
+
+def _regex(v: str) -> str:
+    try:
+        re.compile(v)
+    except re.error as e:
+        raise _Invalid(f"a valid regular expression ({e})") from None
+    return v
+
+
+def _language(v: str) -> str:
+    return _choice("ru", "en")(v)
+
+
+# ---- schema ------------------------------------------------------------------------------------
+
+@dataclass
+class Key:
+    parse: Callable[[str], Any]
+    default: Optional[str]          # None = required when the section is present
+    help: str
+    secret: bool = False
+    example: Optional[str] = None   # value shown in the example file when it differs from default
+
+
+@dataclass
+class Section:
+    help: str
+    keys: Dict[str, Key]
+    required: bool = False          # must the file have it?
+    multi: bool = False             # `[name:INSTANCE]` sections, any number of them
+    example: bool = True            # shown in `config example`
+
+
+SCHEMA: Dict[str, Section] = {
+    "general": Section("Where the kit keeps its own data (SQLite store, state, locks).", {
+        "data_dir": Key(_path, "/var/lib/asterisk-kit", "Folder for the kit's SQLite store, job state and locks."),
+        "timezone": Key(_timezone, "local", "Time zone of the PBX for schedules and reports: local or a name such as Europe/Moscow."),
+    }),
+    "log": Section("Logging: one file per job and day, e.g. dialer-2026-11-22.log.", {
+        "dir": Key(_path, "/var/log/asterisk-kit", "Folder for the daily log files."),
+        "level": Key(_loglevel, "INFO", "DEBUG, INFO, WARNING or ERROR."),
+        "keep_days": Key(_int_range(1, 3650), "30", "Daily files older than this many days are deleted."),
+    }),
+    "asterisk": Section("The local Asterisk: AMI login, spool and config folders.", {
+        "ami_host": Key(_nonempty, "127.0.0.1", "AMI host."),
+        "ami_port": Key(_int_range(1, 65535), "5038", "AMI TCP port."),
+        "ami_user": Key(_nonempty, None, "AMI user (manager.conf / manager_custom.conf).", example="asterisk-kit"),
+        "ami_secret": Key(_nonempty, None, "AMI secret. Better from ASTERISK_KIT_ASTERISK_AMI_SECRET.", secret=True, example="change-me"),
+        "ami_timeout": Key(_float_range(0.1), "5", "Seconds to wait for AMI to answer."),
+        "spool_dir": Key(_path, "/var/spool/asterisk", "Asterisk spool (astspooldir); call files go to its outgoing/."),
+        "etc_dir": Key(_path, "/etc/asterisk", "Asterisk config folder (astetcdir) where `install` puts the dialplan."),
+        "run_user": Key(_str, "asterisk", "System user Asterisk runs as; files the kit hands to Asterisk are given to it when run as root."),
+        "cli_command": Key(_str, "asterisk -rx", "Command used to send CLI commands (dialplan reload) to Asterisk."),
+    }, required=True),
+    "mysql": Section("FreePBX MySQL/MariaDB (CDR and user names). Leave the section out when there is none.", {
+        "host": Key(_nonempty, "localhost", "Host; ignored when socket is set."),
+        "port": Key(_int_range(1, 65535), "3306", "TCP port."),
+        "socket": Key(_str, "", "Unix socket path, e.g. /var/run/mysqld/mysqld.sock (empty: use TCP)."),
+        "user": Key(_nonempty, None, "User with SELECT on the CDR and FreePBX databases.", example="asterisk-kit"),
+        "password": Key(_str, "", "Password. Better from ASTERISK_KIT_MYSQL_PASSWORD.", secret=True),
+        "cdr_database": Key(_nonempty, "asteriskcdrdb", "Database of the cdr table."),
+        "freepbx_database": Key(_nonempty, "asterisk", "FreePBX database (users table)."),
+        "connect_timeout": Key(_int_range(1, 120), "5", "Seconds."),
+    }),
+    "memcached": Section("memcached servers for the BLF states.", {
+        "servers": Key(_hostports, "127.0.0.1:11211", "host:port, comma-separated; several servers are hashed."),
+        "prefix": Key(_nonempty, "asterisk-kit", "Key prefix, so several PBXs can share a memcached."),
+        "timeout": Key(_float_range(0.05), "2", "Seconds."),
+    }),
+    "web": Section("The built-in web app (`asterisk-kit web`).", {
+        "listen": Key(_nonempty, "127.0.0.1", "Address to listen on."),
+        "port": Key(_int_range(1, 65535), "8080", "TCP port."),
+        "language": Key(_language, "ru", "Default language of the pages: ru or en."),
+        "session_hours": Key(_int_range(1, 24 * 90), "12", "A login lasts this many hours of inactivity."),
+        "secure_cookies": Key(_bool, "no", "Mark cookies Secure (set yes when served over HTTPS by a proxy)."),
+        "login_max_failures": Key(_int_range(1, 1000), "5", "Failed logins per user or address before a pause."),
+        "login_lockout_seconds": Key(_int_range(1, 86400), "300", "Length of that pause."),
+    }),
+}
+
+
+# ---- the loaded config -------------------------------------------------------------------------
+
+class Config:
+    """Typed, validated settings. `cfg["asterisk"]["ami_port"]` -> int.
+
+    `cfg.has("mysql")` tells whether an optional section is present; `cfg.instances("beeline")`
+    lists the `[beeline:NAME]` sections as {NAME: values}.
+    """
+
+    def __init__(self, path: Optional[Path], values: Dict[str, Dict[str, Any]], present: Iterable[str]):
+        self.path = path
+        self._values = values
+        self._present = set(present)
+
+    def __getitem__(self, section: str) -> Dict[str, Any]:
+        if section not in self._values:
+            raise KeyError(f"{self.path}: section [{section}] is not configured")
+        return self._values[section]
+
+    def has(self, section: str) -> bool:
+        return section in self._present
+
+    def get(self, section: str, key: str, default: Any = None) -> Any:
+        return self._values.get(section, {}).get(key, default)
+
+    def instances(self, kind: str) -> Dict[str, Dict[str, Any]]:
+        out = {}
+        for name, vals in self._values.items():
+            if name.startswith(kind + ":"):
+                out[name.split(":", 1)[1]] = vals
+        return dict(sorted(out.items()))
+
+    def sections(self) -> List[str]:
+        return sorted(self._present)
+
+    @property
+    def data_dir(self) -> Path:
+        return self._values["general"]["data_dir"]
+
+
+def env_name(section: str, key: str) -> str:
+    return ENV_PREFIX + re.sub(r"[^A-Za-z0-9]", "_", f"{section}_{key}").upper()
+
+
+def resolve_path(explicit: Optional[str] = None) -> Path:
+    return Path(explicit or os.environ.get(ENV_CONFIG) or DEFAULT_PATH)
+
+
+def _schema_for(section_name: str) -> Optional[Section]:
+    if section_name in SCHEMA and not SCHEMA[section_name].multi:
+        return SCHEMA[section_name]
+    kind, sep, inst = section_name.partition(":")
+    if sep and kind in SCHEMA and SCHEMA[kind].multi and re.fullmatch(r"[A-Za-z0-9_.-]+", inst):
+        return SCHEMA[kind]
+    return None
+
+
+def parse_text(text: str, path: Optional[Path], environ: Optional[Dict[str, str]] = None) -> Config:
+    """Validate ini text against SCHEMA; raise ConfigError listing every problem."""
+    environ = os.environ if environ is None else environ
+    where = str(path) if path else "<config>"
+    parser = configparser.ConfigParser(interpolation=None, default_section="__no_defaults__",
+                                       strict=True, empty_lines_in_values=False)
+    parser.optionxform = str  # keys are case-sensitive names; report them as written
+    try:
+        parser.read_string(text, source=where)
+    except configparser.Error as e:
+        raise ConfigError([f"{where}: not a valid ini file: {e}".replace("\n", " ")]) from None
+
+    problems: List[str] = []
+    values: Dict[str, Dict[str, Any]] = {}
+    present = set(parser.sections())
+
+    for name in parser.sections():
+        sch = _schema_for(name)
+        if sch is None:
+            known = ", ".join(f"[{k}:NAME]" if s.multi else f"[{k}]" for k, s in SCHEMA.items())
+            problems.append(f"{where}: [{name}]: unknown section (known: {known})")
+            continue
+        for key in parser.options(name):
+            if key not in sch.keys:
+                problems.append(f"{where}: [{name}] {key}: unknown key (known: {', '.join(sch.keys)})")
+
+    # Every single section gets its defaults, present or not; multi sections only as written.
+    wanted = [n for n, s in SCHEMA.items() if not s.multi]
+    wanted += [n for n in parser.sections() if ":" in n and _schema_for(n) is not None]
+    for name in wanted:
+        sch = _schema_for(name)
+        assert sch is not None
+        sec_present = name in present
+        vals: Dict[str, Any] = {}
+        if sch.required and not sec_present:
+            problems.append(f"{where}: [{name}]: section missing ({sch.help})")
+            continue
+        for key, spec in sch.keys.items():
+            env = env_name(name, key)
+            raw = None
+            origin = f"{where}: [{name}] {key}"
+            if env in environ:
+                raw = environ[env]
+                origin = f"{where}: [{name}] {key} (from environment {env})"
+            elif sec_present and parser.has_option(name, key):
+                raw = parser.get(name, key)
+            if raw is None:
+                if spec.default is None:
+                    if sec_present:
+                        problems.append(f"{origin}: missing; expected {_expected(spec)}")
+                    continue
+                raw = spec.default
+            try:
+                vals[key] = spec.parse(raw)
+            except _Invalid as e:
+                shown = "***" if spec.secret else raw
+                problems.append(f"{origin}: expected {e}, got {shown!r}")
+        values[name] = vals
+    if problems:
+        raise ConfigError(problems)
+    return Config(path, values, present)
+
+
+def _expected(spec: Key) -> str:
+    try:
+        spec.parse("")
+    except _Invalid as e:
+        return str(e)
+    return "a value"
+
+
+def load(explicit: Optional[str] = None, environ: Optional[Dict[str, str]] = None) -> Config:
+    path = resolve_path(explicit)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: config file not found (create it with `asterisk-kit config example > {path}`,"
+                           f" or point --config / {ENV_CONFIG} at another file)"]) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError([f"{path}: cannot read: {e}"]) from None
+    return parse_text(text, path, environ)
+
+
+def example_text() -> str:
+    """The commented example file, generated from SCHEMA so it can never drift from the code."""
+    lines = ["# asterisk-kit configuration: /etc/asterisk-kit/asterisk-kit.ini",
+             "# Generated by `asterisk-kit config example`. Check it with `asterisk-kit config check`.",
+             "# Any key can be overridden from the environment: ASTERISK_KIT_<SECTION>_<KEY>,",
+             "# e.g. ASTERISK_KIT_ASTERISK_AMI_SECRET. Keep secrets there or keep this file mode 0640.",
+             "# Optional sections (mysql, memcached, web, capabilities) may be left out or commented.", ""]
+    for name, sch in SCHEMA.items():
+        if not sch.example:
+            continue
+        header = f"[{name}:main]" if sch.multi else f"[{name}]"
+        lines.append(f"# {sch.help}" + ("" if sch.required else " (optional section)"))
+        if sch.multi:
+            lines.append(f"# One [{name}:NAME] section per instance; NAME is letters, digits, _ . -")
+        lines.append(header)
+        for key, spec in sch.keys.items():
+            lines.append(f"# {spec.help}" + ("" if spec.default is not None else " Required."))
+            value = spec.example if spec.example is not None else (spec.default or "")
+            lines.append(f"{key} = {value}")
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,27 @@
+"""`asterisk-kit config check | example`."""
+from __future__ import annotations
+
+import sys
+
+from .config import example_text
+
+
+def register(sub) -> None:
+    p = sub.add_parser("config", help="check the config file or print a commented example")
+    s = p.add_subparsers(dest="config_cmd", metavar="ACTION")
+    s.required = True
+    c = s.add_parser("check", help="validate the config; every problem names file, section and key")
+    c.set_defaults(func=check)
+    e = s.add_parser("example", help="print a commented example config")
+    e.set_defaults(func=example)
+
+
+def check(ctx) -> int:
+    cfg = ctx.cfg  # raises ConfigError, printed by main()
+    print(f"{cfg.path}: ok ({', '.join('[' + s + ']' for s in cfg.sections())})")
+    return 0
+
+
+def example(ctx) -> int:
+    sys.stdout.write(example_text())
+    return 0
