@@ -18,6 +18,8 @@ from .lock import EXIT_LOCKED, JobLock, LockBusy
 
 COMMAND_MODULES = (
     "asterisk_kit.configcmd",
+    "asterisk_kit.install",
+    "asterisk_kit.doctor",
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2

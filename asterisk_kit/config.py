@@ -231,6 +231,17 @@ SCHEMA: Dict[str, Section] = {
         "login_max_failures": Key(_int_range(1, 1000), "5", "Failed logins per user or address before a pause."),
         "login_lockout_seconds": Key(_int_range(1, 86400), "300", "Length of that pause."),
     }),
+    "dialer": Section("Autodialer (avtoobzvon): dialplan, call files and pacing.", {
+        "dial_out": Key(_nonempty, "PJSIP/${NUMBER}@trunk",
+                        "Dial string for the outside call; ${NUMBER} is replaced by the number dialled. "
+                        "On FreePBX e.g. Local/${NUMBER}@from-internal to use the outbound routes."),
+        "ring_seconds": Key(_int_range(5, 300), "40", "How long the callee's phone rings."),
+        "sound": Key(_nonempty, "custom/avtoobzvon", "Sound played on plain calls (no extension, as Playback wants it)."),
+        "ivr_prompt": Key(_nonempty, "custom/avtoobzvon-ivr", "Prompt played on IVR calls before reading one digit."),
+        "ivr_wait_seconds": Key(_int_range(1, 60), "7", "Seconds to wait for the digit."),
+        "connect_to": Key(_str, "", "Dial string the callee is connected to when the pressed digit matches "
+                                    "(e.g. Local/100@from-internal); empty: just hang up."),
+    }),
 }
 
 
@@ -258,6 +269,10 @@ class Config:
 
     def get(self, section: str, key: str, default: Any = None) -> Any:
         return self._values.get(section, {}).get(key, default)
+
+    def get_section(self, section: str) -> Dict[str, Any]:
+        """The section's values (defaults when the section is absent), {} for unknown names."""
+        return self._values.get(section, {})
 
     def instances(self, kind: str) -> Dict[str, Dict[str, Any]]:
         out = {}
@@ -343,6 +358,10 @@ def parse_text(text: str, path: Optional[Path], environ: Optional[Dict[str, str]
                         problems.append(f"{origin}: missing; expected {_expected(spec)}")
                     continue
                 raw = spec.default
+            if "\n" in raw or "\r" in raw:
+                problems.append(f"{origin}: expected a single line, got several (an indented next line "
+                                f"continues a value in ini files)")
+                continue
             try:
                 vals[key] = spec.parse(raw)
             except _Invalid as e:

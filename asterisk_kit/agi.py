@@ -1,0 +1,71 @@
+"""The kit's AGI entry: `asterisk-kit-agi [--config=PATH] HANDLER [ARG ...]`, run by Asterisk.
+
+Handlers register by name in HANDLERS ("module:function", imported only when called, so one
+handler's imports never slow another down). The core knows nothing of what they do. A handler is
+`fn(agi, cfg, args, log)`; whatever happens the script answers Asterisk and exits 0, and sets the
+channel variable ASTERISK_KIT_AGI_STATUS to OK or FAILED so the dialplan can see a failure.
+This path must stay light: no pandas, no google, no requests unless the handler needs it.
+"""
+from __future__ import annotations
+
+import importlib
+import io
+import sys
+from typing import Callable, Dict, List, Optional
+
+HANDLERS: Dict[str, str] = {
+    # name used in the dialplan -> "module:function"
+}
+
+STATUS_VAR = "ASTERISK_KIT_AGI_STATUS"
+
+
+def resolve(name: str) -> Callable:
+    target = HANDLERS.get(name)
+    if target is None:
+        raise LookupError(f"unknown AGI handler {name!r} (known: {', '.join(sorted(HANDLERS)) or 'none'})")
+    mod, _, fn = target.partition(":")
+    return getattr(importlib.import_module(mod), fn)
+
+
+def parse_argv(argv: List[str]):
+    config = None
+    rest = list(argv)
+    if rest and rest[0].startswith("--config="):
+        config = rest.pop(0).split("=", 1)[1]
+    if not rest:
+        raise SystemExit("usage: asterisk-kit-agi [--config=PATH] HANDLER [ARG ...]")
+    return config, rest[0], rest[1:]
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    config_path, name, args = parse_argv(sys.argv[1:] if argv is None else argv)
+    from asterisk.agi import AGI  # pyst2; created in the main thread (it installs a SIGHUP handler)
+    agi = AGI(stderr=io.StringIO())  # pyst2 writes debug text to stderr, which Asterisk would log
+    log = None
+    status = "FAILED"
+    try:
+        from .config import load
+        from .logsetup import setup
+        cfg = load(config_path)
+        log = setup(cfg, "agi", to_stderr=False)
+        resolve(name)(agi, cfg, args, log)
+        status = "OK"
+    except Exception as e:  # never hurt the call: report, log, exit cleanly
+        if log is None:
+            import logging
+            log = logging.getLogger("asterisk_kit.agi")
+        log.exception("AGI handler %s failed: %s", name, e)
+        try:
+            agi.verbose(f"asterisk-kit AGI {name} failed: {e}", 1)
+        except Exception:
+            pass
+    try:
+        agi.set_variable(STATUS_VAR, status)
+    except Exception:
+        pass  # the channel may be gone already (hangup handlers)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,17 @@
+"""Shared fixtures: one real Asterisk per test session (see tests/support/asterisk.py)."""
+from __future__ import annotations
+
+import pytest
+
+from tests.support.asterisk import Asterisk
+
+
+@pytest.fixture(scope="session")
+def asterisk(tmp_path_factory):
+    """A running private Asterisk 22. Tests install the kit's dialplan into asterisk.etc_dir
+    (`asterisk-kit install --asterisk-etc ... --reload`) and add test contexts with
+    asterisk.add_test_dialplan(name, text)."""
+    a = Asterisk(tmp_path_factory.mktemp("asterisk")).setup()
+    a.start()
+    yield a
+    a.stop()
