@@ -1,0 +1,49 @@
+"""`asterisk-kit doctor` against the real testbed: ok when it is right, a clear line when it is not."""
+import pytest
+
+from tests.support.asterisk import kit_section
+from tests.support.kitcli import kit
+
+pytestmark = pytest.mark.asterisk
+
+
+def cfg_file(tmp_path, asterisk_text):
+    p = tmp_path / "kit.ini"
+    p.write_text(f"[general]\ndata_dir = {tmp_path}/data\n[log]\ndir = {tmp_path}/log\n" + asterisk_text)
+    return p
+
+
+def lines(out):
+    return {l.split(":", 1)[0].split(None, 1)[1]: l for l in out.splitlines() if ":" in l}
+
+
+def test_doctor_ok_against_testbed(tmp_path, asterisk):
+    r = kit(cfg_file(tmp_path, kit_section(asterisk)), "doctor")
+    assert r.returncode == 0, r.stdout + r.stderr
+    got = lines(r.stdout)
+    assert got["ami"].startswith("ok") and "Asterisk 22." in got["ami"]
+    assert got["spool"].startswith("ok")
+    assert got["data dir"].startswith("ok") and got["log dir"].startswith("ok")
+    assert r.stdout.rstrip().endswith("all checks passed")
+
+
+def test_doctor_reports_wrong_ami_secret(tmp_path, asterisk):
+    text = kit_section(asterisk).replace(asterisk.ami_secret, "wrong-secret")
+    r = kit(cfg_file(tmp_path, text), "doctor")
+    assert r.returncode == 1
+    got = lines(r.stdout)
+    assert got["ami"].startswith("FAILED")
+    assert f"AMI login as '{asterisk.ami_user}' refused: Authentication failed" in got["ami"]
+    assert "wrong-secret" not in r.stdout
+    assert got["spool"].startswith("ok")  # one failure does not hide the other checks
+
+
+def test_doctor_reports_nothing_listening_and_bad_spool(tmp_path, asterisk):
+    from tests.support.asterisk import free_port
+    text = kit_section(asterisk).replace(f"ami_port = {asterisk.ami_port}", f"ami_port = {free_port()}")
+    text = text.replace(f"spool_dir = {asterisk.spool_dir}", f"spool_dir = {tmp_path}/no-spool")
+    r = kit(cfg_file(tmp_path, text), "doctor")
+    assert r.returncode == 1
+    got = lines(r.stdout)
+    assert got["ami"].startswith("FAILED") and "cannot connect to AMI" in got["ami"]
+    assert got["spool"].startswith("FAILED") and f"{tmp_path}/no-spool/outgoing does not exist" in got["spool"]

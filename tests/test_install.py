@@ -1,0 +1,101 @@
+"""`asterisk-kit install` against a temp Asterisk etc dir, then against the real testbed."""
+import stat
+
+import pytest
+
+from asterisk_kit.install import DIALPLAN_FILE, INCLUDE_LINE
+from tests.support.asterisk import kit_section
+from tests.support.kitcli import kit
+
+
+def write_cfg(tmp_path, asterisk_text, extra=""):
+    p = tmp_path / "kit.ini"
+    p.write_text(f"[general]\ndata_dir = {tmp_path}/data\n[log]\ndir = {tmp_path}/log\n"
+                 + asterisk_text + "[dialer]\ndial_out = Local/${NUMBER}@test-callee\n" + extra)
+    return p
+
+
+@pytest.fixture
+def freepbx_etc(tmp_path):
+    etc = tmp_path / "etc-asterisk"
+    etc.mkdir()
+    (etc / "extensions.conf").write_text("[globals]\n#include extensions_custom.conf\n")
+    (etc / "extensions_custom.conf").write_text("; local additions\n[from-internal-custom]\n")
+    return etc
+
+
+def test_install_is_idempotent(tmp_path, freepbx_etc):
+    cfg = write_cfg(tmp_path, f"[asterisk]\nami_user = x\nami_secret = y\netc_dir = {freepbx_etc}\n")
+    initd, cron = tmp_path / "init.d", tmp_path / "cron.d"
+    dirs = ["--initd-dir", str(initd), "--cron-dir", str(cron)]
+
+    dry = kit(cfg, "install", "--dry-run", *dirs, check=True)
+    assert "would create" in dry.stdout
+    assert not (freepbx_etc / DIALPLAN_FILE).exists() and not cron.exists()
+
+    first = kit(cfg, "install", *dirs, check=True)
+    assert f"create {freepbx_etc / DIALPLAN_FILE}" in first.stdout
+    assert "extensions_custom.conf" in first.stdout
+    custom = (freepbx_etc / "extensions_custom.conf").read_text()
+    assert custom.count(INCLUDE_LINE) == 1 and custom.startswith("; local additions\n")
+    assert "[avtoobzvon]" in (freepbx_etc / DIALPLAN_FILE).read_text()
+    assert INCLUDE_LINE not in (freepbx_etc / "extensions.conf").read_text()
+    crontab = (cron / "asterisk-kit").read_text()
+    assert f"--config {cfg}" in crontab and "dialer tick" in crontab
+    scripts = sorted(p.name for p in initd.iterdir())
+    assert scripts, "no init.d script installed"
+    for p in initd.iterdir():
+        assert p.stat().st_mode & stat.S_IXUSR
+        assert "@ASTERISK_KIT@" not in p.read_text()
+    snapshot = {p: p.read_bytes() for p in [*freepbx_etc.iterdir(), *initd.iterdir(), *cron.iterdir()]}
+
+    second = kit(cfg, "install", *dirs, check=True)
+    assert "nothing to change" in second.stdout, second.stdout
+    assert {p: p.read_bytes() for p in snapshot} == snapshot
+
+    dry2 = kit(cfg, "install", "--dry-run", *dirs, check=True)
+    assert "nothing to change" in dry2.stdout
+
+
+def test_install_updates_only_what_changed(tmp_path, freepbx_etc):
+    base = f"[asterisk]\nami_user = x\nami_secret = y\netc_dir = {freepbx_etc}\n"
+    cfg = write_cfg(tmp_path, base)
+    kit(cfg, "install", "--no-initd", "--no-cron", check=True)
+    cfg.write_text(cfg.read_text().replace("test-callee", "other-route"))
+    dry = kit(cfg, "install", "--no-initd", "--no-cron", "--dry-run", check=True)
+    assert "would update" in dry.stdout and "+ same => n,Dial(Local/${EXTEN}@other-route" in dry.stdout
+    r = kit(cfg, "install", "--no-initd", "--no-cron", check=True)
+    assert r.stdout.strip().splitlines()[0] == f"update {freepbx_etc / DIALPLAN_FILE}"
+    assert (freepbx_etc / "extensions_custom.conf").read_text().count(INCLUDE_LINE) == 1
+
+
+def test_plain_asterisk_gets_include_in_extensions_conf(tmp_path):
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "extensions.conf").write_text("[default]")  # no trailing newline
+    cfg = write_cfg(tmp_path, f"[asterisk]\nami_user = x\nami_secret = y\netc_dir = {etc}\n")
+    kit(cfg, "install", "--no-initd", "--no-cron", check=True)
+    assert (etc / "extensions.conf").read_text() == f"[default]\n{INCLUDE_LINE}\n"
+
+
+def test_install_refuses_a_dir_without_dialplan(tmp_path):
+    cfg = write_cfg(tmp_path, f"[asterisk]\nami_user = x\nami_secret = y\netc_dir = {tmp_path}\n")
+    r = kit(cfg, "install", "--no-initd", "--no-cron")
+    assert r.returncode == 1
+    assert "neither extensions_custom.conf nor extensions.conf" in r.stderr
+
+
+@pytest.mark.asterisk
+def test_rendered_dialplan_loads_in_real_asterisk(tmp_path, asterisk):
+    cfg = write_cfg(tmp_path, kit_section(asterisk))
+    before = len(asterisk.messages())
+    r = kit(cfg, "install", "--asterisk-etc", str(asterisk.etc_dir), "--no-initd", "--no-cron", "--reload",
+            check=True)
+    assert "dialplan reloaded" in r.stdout
+    for context in ("avtoobzvon", "avtoobzvon-ivr"):
+        shown = asterisk.cli(f"dialplan show {context}")
+        assert f"[ Context '{context}' created by 'pbx_config' ]" in shown
+        assert "'play' =>" in shown
+    new_log = asterisk.messages()[before:]
+    bad = [l for l in new_log.splitlines() if "WARNING[" in l or "ERROR[" in l]
+    assert not bad, bad

@@ -1,0 +1,56 @@
+"""The wheel carries everything the kit needs at run time, and hot paths stay light."""
+import json
+import os
+import subprocess
+import sys
+import zipfile
+
+HEAVY = ("pandas", "pyarrow", "google.cloud", "numpy", "duckdb")
+
+
+def test_wheel_contains_shipped_files_and_commands(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                        "-w", str(tmp_path), "."], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    (whl,) = tmp_path.glob("asterisk_kit-*.whl")
+    names = zipfile.ZipFile(whl).namelist()
+    for expected in ("asterisk_kit/dialplan/avtoobzvon.conf.j2", "asterisk_kit/templates/cron.d.j2",
+                     "asterisk_kit/www/templates/base.html", "asterisk_kit/initd/asterisk-kit-web"):
+        assert expected in names, expected
+    ep = zipfile.ZipFile(whl).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    assert "asterisk-kit = asterisk_kit.cli:main" in ep and "asterisk-kit-agi = asterisk_kit.agi:main" in ep
+
+    # Installed (not from the source tree), the shipped folders are found inside the package.
+    target = tmp_path / "site"
+    r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target),
+                        str(whl)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    code = ("import asterisk_kit, json; from asterisk_kit.resources import shipped; "
+            "print(json.dumps([asterisk_kit.__file__] + [str(shipped(n)) for n in "
+            "('dialplan', 'www', 'init.d', 'templates')]))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, PYTHONPATH=str(target)), cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    paths = json.loads(r.stdout)
+    assert all(p.startswith(str(target)) for p in paths), paths
+
+
+def test_cli_agi_and_daemon_paths_do_not_import_heavy_libraries():
+    code = f"""
+import sys, importlib
+from asterisk_kit import cli, agi
+cli.build_parser()
+for target in agi.HANDLERS.values():
+    importlib.import_module(target.split(':')[0])
+for mod in ('asterisk_kit.blf.daemon', 'asterisk_kit.web.app'):
+    try:
+        importlib.import_module(mod)
+    except ModuleNotFoundError as e:
+        if e.name != mod:
+            raise
+heavy = [m for m in sys.modules if m.startswith({HEAVY!r})]
+print(heavy)
+sys.exit(1 if heavy else 0)
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
