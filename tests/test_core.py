@@ -1,0 +1,102 @@
+"""Shared pieces: daily log files, job locks, the SQLite store, docs generated from the schema."""
+import datetime as dt
+import logging
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from asterisk_kit import config, logsetup, storage
+from asterisk_kit.configdoc import markdown
+from asterisk_kit.lock import JobLock, LockBusy
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_cfg(tmp_path, extra=""):
+    text = (f"[general]\ndata_dir = {tmp_path}/data\n[log]\ndir = {tmp_path}/log\nkeep_days = 3\n"
+            f"[asterisk]\nami_user = a\nami_secret = b\n" + extra)
+    return config.parse_text(text, tmp_path / "kit.ini", environ={})
+
+
+def test_daily_log_file_and_pruning(tmp_path):
+    cfg = make_cfg(tmp_path)
+    logdir = tmp_path / "log"
+    logdir.mkdir()
+    old = logdir / f"dialer-{(dt.date.today() - dt.timedelta(days=10)).isoformat()}.log"
+    recent = logdir / f"dialer-{(dt.date.today() - dt.timedelta(days=1)).isoformat()}.log"
+    foreign = logdir / "notes.txt"
+    for p in (old, recent, foreign):
+        p.write_text("x\n")
+    log = logsetup.setup(cfg, "dialer", to_stderr=False)
+    log.info("hello %s", "world")
+    log.debug("not at INFO")
+    for h in logging.getLogger().handlers:
+        h.flush()
+    today = logdir / f"dialer-{dt.date.today().isoformat()}.log"
+    text = today.read_text()
+    assert "INFO asterisk_kit.dialer: hello world" in text and "not at INFO" not in text
+    assert not old.exists() and recent.exists() and foreign.exists()
+
+
+def test_unwritable_log_dir_falls_back_to_stderr(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    cfg = make_cfg(tmp_path).__class__(None, {**{s: make_cfg(tmp_path).get_section(s) for s in config.SCHEMA},
+                                             "log": {"dir": blocker / "sub", "level": "INFO", "keep_days": 3}},
+                                       ["asterisk"])
+    log = logsetup.setup(cfg, "job", to_stderr=False)
+    log.info("still logged")
+    err = capsys.readouterr().err
+    assert "cannot write log files" in err and "still logged" in err
+
+
+def test_lock_excludes_second_run_and_dies_with_holder(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", f"""
+import sys, time
+sys.path.insert(0, {str(REPO)!r})
+from asterisk_kit.lock import JobLock
+JobLock({str(tmp_path)!r}, 'sync').acquire()
+print('locked', flush=True)
+time.sleep(60)
+"""], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(LockBusy) as ei:
+            JobLock(tmp_path, "sync").acquire()
+        assert f"pid {holder.pid}" in str(ei.value)
+        JobLock(tmp_path, "other").acquire().release()  # other jobs are not blocked
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    with JobLock(tmp_path, "sync"):  # a SIGKILLed holder leaves no stale lock
+        pass
+
+
+def test_storage_migrations_and_state(tmp_path):
+    cfg = make_cfg(tmp_path)
+    conn = storage.connect(cfg)
+    migs = ["CREATE TABLE t (a INTEGER)", "ALTER TABLE t ADD COLUMN b TEXT; CREATE INDEX t_b ON t (b)"]
+    storage.migrate(conn, "test", migs[:1])
+    storage.migrate(conn, "test", migs)
+    storage.migrate(conn, "test", migs)  # idempotent
+    conn.execute("INSERT INTO t (a, b) VALUES (1, 'x')")
+    storage.state_set(conn, "job", "cursor", "42")
+    conn.close()
+    conn2 = storage.connect(cfg)
+    assert storage.state_get(conn2, "job", "cursor") == "42"
+    assert storage.state_get(conn2, "job", "missing", "d") == "d"
+    assert conn2.execute("SELECT version FROM schema_version WHERE component='test'").fetchone()[0] == 2
+    with pytest.raises(ZeroDivisionError):
+        with storage.transaction(conn2):
+            storage.state_set(conn2, "job", "cursor", "43")
+            1 / 0
+    assert storage.state_get(conn2, "job", "cursor") == "42"  # rolled back
+
+
+def test_config_reference_doc_matches_code():
+    assert (REPO / "docs" / "config.md").read_text() == markdown(), \
+        "docs/config.md is stale: run `python -m asterisk_kit.configdoc > docs/config.md`"
