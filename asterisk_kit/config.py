@@ -205,7 +205,6 @@ SCHEMA: Dict[str, Section] = {
         "spool_dir": Key(_path, "/var/spool/asterisk", "Asterisk spool (astspooldir); call files go to its outgoing/."),
         "etc_dir": Key(_path, "/etc/asterisk", "Asterisk config folder (astetcdir) where `install` puts the dialplan."),
         "run_user": Key(_str, "asterisk", "System user Asterisk runs as; files the kit hands to Asterisk are given to it when run as root."),
-        "cli_command": Key(_str, "asterisk -rx", "Command used to send CLI commands (dialplan reload) to Asterisk."),
     }, required=True),
     "mysql": Section("FreePBX MySQL/MariaDB (CDR and user names). Leave the section out when there is none.", {
         "host": Key(_nonempty, "localhost", "Host; ignored when socket is set."),

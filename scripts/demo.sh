@@ -48,7 +48,6 @@ ami_secret = $(j ami_secret)
 spool_dir = $(j spool_dir)
 etc_dir = $(j etc_dir)
 run_user =
-cli_command = $(j cli_command)
 
 [memcached]
 servers = 127.0.0.1:$MC_PORT

@@ -274,5 +274,4 @@ ami_secret = {a.ami_secret}
 spool_dir = {a.spool_dir}
 etc_dir = {a.etc_dir}
 run_user =
-cli_command = {a.cli_command()}
 """
