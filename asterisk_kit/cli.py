@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "asterisk_kit.configcmd",
     "asterisk_kit.install",
     "asterisk_kit.doctor",
+    "asterisk_kit.comagic.cli",
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2

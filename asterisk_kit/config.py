@@ -16,7 +16,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 DEFAULT_PATH = "/etc/asterisk-kit/asterisk-kit.ini"
 ENV_CONFIG = "ASTERISK_KIT_CONFIG"
@@ -166,6 +166,39 @@ def _language(v: str) -> str:
     return _choice("ru", "en")(v)
 
 
+def _date_or_empty(v: str) -> str:
+    s = v.strip()
+    if s:
+        import datetime
+        try:
+            datetime.date.fromisoformat(s)
+        except ValueError:
+            raise _Invalid("a date YYYY-MM-DD, or empty") from None
+    return s
+
+
+def _http_url_or_empty(v: str) -> str:
+    s = v.strip()
+    if s and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", s):
+        raise _Invalid("an http:// or https:// URL")
+    return s.rstrip("/")
+
+
+def _comagic_validate(v: Dict[str, Any]) -> List[Tuple[str, str]]:
+    out = []
+    if not v["access_token"] and not (v["login"] and v["password"]):
+        out.append(("login, password, access_token", "set login and password, or access_token (a permanent key)"))
+    if not v["api_url"]:
+        out.append(("api_url", "expected an http:// or https:// URL"))
+    if v["destination"] == "bigquery":
+        missing = [k for k in ("bigquery_project", "bigquery_dataset", "bigquery_table") if not v[k]]
+        if missing:
+            out.append((", ".join(missing), "required when destination = bigquery"))
+    if "id" not in v["fields"] or "start_time" not in v["fields"]:
+        out.append(("fields", "must include id and start_time (the day partition and the de-duplication need them)"))
+    return out
+
+
 # ---- schema ------------------------------------------------------------------------------------
 
 @dataclass
@@ -184,6 +217,9 @@ class Section:
     required: bool = False          # must the file have it?
     multi: bool = False             # `[name:INSTANCE]` sections, any number of them
     example: bool = True            # shown in `config example`
+    # Cross-key checks once every key parsed: validate(values) -> [(keys, problem)], e.g.
+    # [("login, access_token", "set one of them")]; reported as "file: [section] keys: problem".
+    validate: Optional[Callable[[Dict[str, Any]], List[Tuple[str, str]]]] = None
 
 
 SCHEMA: Dict[str, Section] = {
@@ -241,6 +277,39 @@ SCHEMA: Dict[str, Section] = {
         "connect_to": Key(_str, "", "Dial string the callee is connected to when the pressed digit matches "
                                     "(e.g. Local/100@from-internal); empty: just hang up."),
     }),
+    "comagic": Section("CoMagic Data API call export (`asterisk-kit comagic export`) to BigQuery or a local DuckDB file.", {
+        "api_url": Key(_http_url_or_empty, "https://dataapi.comagic.ru/v2.0", "Data API endpoint (JSON-RPC 2.0); dataapi.uiscom.ru for UIS."),
+        "login": Key(_str, "", "CoMagic user login for login.user (or leave empty and set access_token).", example="analytics"),
+        "password": Key(_str, "", "Password of that login. Better from ASTERISK_KIT_COMAGIC_PASSWORD.", secret=True, example="change-me"),
+        "access_token": Key(_str, "", "Permanent API key made in the account; used instead of login/password. "
+                                      "Better from ASTERISK_KIT_COMAGIC_ACCESS_TOKEN.", secret=True),
+        "fields": Key(_list, "id, visitor_id, person_id, start_time, finish_reason, is_lost, tags, campaign_name, "
+                             "communication_number, contact_phone_number, talk_duration, clean_talk_duration, "
+                             "virtual_phone_number, ua_client_id, ym_client_id, entrance_page, gclid, yclid, "
+                             "visitor_type, visits_count, visitor_first_campaign_name, visitor_device, "
+                             "site_domain_name, utm_source, utm_medium, utm_campaign, utm_content, eq_utm_source, "
+                             "eq_utm_medium, eq_utm_campaign, attributes",
+                      "get.calls_report fields to export (columns of the table); must include id and start_time."),
+        "first_date": Key(_date_or_empty, "", "Day of the first call (YYYY-MM-DD): the first incremental run starts "
+                                              "there. Empty: start with yesterday.", example="2024-01-01"),
+        "timezone": Key(_timezone, "Europe/Moscow", "Time zone of the account: decides what `yesterday` is."),
+        "destination": Key(_choice("local", "bigquery"), "local", "local (DuckDB file, no Google account needed) or bigquery."),
+        "local_path": Key(_str, "", "DuckDB file for destination = local (relative: inside data_dir). Empty: DATA_DIR/comagic.duckdb."),
+        "bigquery_project": Key(_str, "", "Google Cloud project of the table (destination = bigquery)."),
+        "bigquery_dataset": Key(_str, "", "Dataset of the table (created if missing)."),
+        "bigquery_table": Key(_str, "calls", "Table name (created day-partitioned on PARTITION_DATE if missing)."),
+        "bigquery_location": Key(_str, "", "Location for a dataset created by the kit, e.g. EU (empty: BigQuery's default)."),
+        "credentials_file": Key(_str, "", "Service account JSON file; empty: application default credentials "
+                                          "(anonymous when bigquery_api_endpoint is set: tests and emulators only)."),
+        "bigquery_api_endpoint": Key(_http_url_or_empty, "", "Override of the BigQuery API address (tests, emulators); empty: Google's."),
+        "chunk_days": Key(_int_range(1, 89), "7", "Days per API request range (the API allows at most 3 months)."),
+        "page_limit": Key(_int_range(1, 10000), "10000", "Rows per page (the API's maximum is 10000)."),
+        "max_rows_per_range": Key(_int_range(1), "100000", "A range holding more rows than this is split in halves "
+                                                          "(offset paging is said to stop near 110000)."),
+        "request_timeout": Key(_float_range(1), "120", "Seconds to wait for one API answer."),
+        "max_rate_wait_seconds": Key(_int_range(0, 86400), "300", "Longest wait for a rate-limit reset before the run "
+                                                                  "gives up (it resumes on the next run)."),
+    }, validate=_comagic_validate),
 }
 
 
@@ -366,6 +435,9 @@ def parse_text(text: str, path: Optional[Path], environ: Optional[Dict[str, str]
             except _Invalid as e:
                 shown = "***" if spec.secret else raw
                 problems.append(f"{origin}: expected {e}, got {shown!r}")
+        if sch.validate and sec_present and len(vals) == len(sch.keys):
+            for keys, problem in sch.validate(vals):
+                problems.append(f"{where}: [{name}] {keys}: {problem}")
         values[name] = vals
     if problems:
         raise ConfigError(problems)

@@ -1,0 +1,165 @@
+"""The export job: which days to load, fetch them from CoMagic, replace them in the destination.
+
+Incremental rule (no --from/--to): every day from the start up to yesterday in [comagic] timezone
+that has no completed load, where the start is first_date, else the earliest loaded day, else
+yesterday. Without gaps that is "from the day after the last complete day". A day counts as
+complete only once its replace committed (see destinations.py), so a run killed at any point
+redoes at most the day it was in. --from/--to reload any range, loaded or not.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence
+
+from . import transform
+from .api import ComagicClient
+
+log = logging.getLogger("asterisk_kit.comagic.export")
+
+
+class ExportError(Exception):
+    pass
+
+
+@dataclass
+class Summary:
+    days: List[dt.date] = field(default_factory=list)
+    rows: int = 0
+    seconds: float = 0.0
+    requests: int = 0
+    rate_wait_seconds: float = 0.0
+    destination: str = ""
+    dry_run: bool = False
+
+    def line(self) -> str:
+        span = f"{self.days[0]} .. {self.days[-1]}" if self.days else "nothing to do"
+        verb = "fetched (dry run, nothing written)" if self.dry_run else "loaded"
+        return (f"comagic export: {len(self.days)} day(s) {verb} ({span}), {self.rows} rows, "
+                f"{self.seconds:.1f} s, {self.requests} API requests, {self.rate_wait_seconds:.1f} s waiting "
+                f"for rate limits -> {self.destination}")
+
+
+def today_in(tz_name: str) -> dt.date:
+    if tz_name == "local":
+        return dt.datetime.now().astimezone().date()
+    from zoneinfo import ZoneInfo
+    return dt.datetime.now(ZoneInfo(tz_name)).date()
+
+
+def day_range(a: dt.date, b: dt.date) -> List[dt.date]:
+    return [a + dt.timedelta(days=i) for i in range((b - a).days + 1)]
+
+
+def plan_days(c: dict, loaded: set, date_from: Optional[dt.date], date_till: Optional[dt.date],
+              today: dt.date) -> List[dt.date]:
+    yesterday = today - dt.timedelta(days=1)
+    if date_from or date_till:
+        a = date_from or date_till
+        b = date_till or yesterday
+        if a > b:
+            raise ExportError(f"--from {a} is after --to {b}")
+        if b > yesterday:
+            raise ExportError(f"{b} is not over yet in {c['timezone']} (today is {today}); the last day "
+                              f"that can be exported is {yesterday}")
+        return day_range(a, b)
+    if c["first_date"]:
+        start = dt.date.fromisoformat(c["first_date"])
+    elif loaded:
+        start = min(loaded)
+    else:
+        start = yesterday
+    return [d for d in day_range(start, yesterday) if d not in loaded] if start <= yesterday else []
+
+
+def chunks(days: Sequence[dt.date], size: int) -> List[List[dt.date]]:
+    """Consecutive days grouped into requests of at most SIZE days."""
+    out: List[List[dt.date]] = []
+    for d in days:
+        if out and len(out[-1]) < size and out[-1][-1] + dt.timedelta(days=1) == d:
+            out[-1].append(d)
+        else:
+            out.append([d])
+    return out
+
+
+class Progress:
+    """One updating line on a terminal (stderr), nothing when run from cron."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.enabled = self.stream.isatty()
+        self.label, self.got = "", 0
+
+    def start(self, label: str) -> None:
+        self.label, self.got = label, 0
+        self.show(0)
+
+    def page(self, n: int, total: int) -> None:
+        self.got += n
+        self.show(total)
+
+    def show(self, total: int) -> None:
+        if self.enabled:
+            self.stream.write(f"\r{self.label}: {self.got} rows fetched (range total {total})   ")
+            self.stream.flush()
+
+    def done(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def run(cfg, date_from: Optional[dt.date] = None, date_till: Optional[dt.date] = None, dry_run: bool = False,
+        client: Optional[ComagicClient] = None, progress: Optional[Progress] = None,
+        today: Optional[dt.date] = None) -> Summary:
+    from .destinations import open_destination
+    c = cfg["comagic"]
+    started = time.monotonic()
+    columns = transform.table_columns(c["fields"])
+    dest = open_destination(cfg, columns)
+    own_client = client is None
+    client = client or ComagicClient.from_config(cfg)
+    progress = progress or Progress()
+    summary = Summary(destination=dest.describe(), dry_run=dry_run)
+    try:
+        days = plan_days(c, dest.loaded_days(), date_from, date_till, today or today_in(c["timezone"]))
+        if not days:
+            log.info("nothing to export: every day up to yesterday is loaded")
+        for group in chunks(days, c["chunk_days"]):
+            _export_chunk(client, dest, c, columns, group, dry_run, progress, summary)
+    finally:
+        summary.seconds = time.monotonic() - started
+        summary.requests = client.requests_made
+        summary.rate_wait_seconds = client.waited_seconds
+        dest.close()
+        if own_client:
+            client.close()
+    return summary
+
+
+def _export_chunk(client, dest, c, columns, group, dry_run, progress, summary) -> None:
+    first, last = group[0], group[-1]
+    start = dt.datetime.combine(first, dt.time())
+    # Ask up to the next midnight and keep only this chunk's days: copes with date_till being
+    # inclusive or exclusive (unknown); a call at exactly midnight belongs to the next chunk.
+    end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time())
+    progress.start(f"{first} .. {last}")
+    tables = []
+    for page in client.iter_calls(start, end, c["fields"], page_limit=c["page_limit"],
+                                  max_rows=c["max_rows_per_range"], on_page=progress.page):
+        tables.append(transform.page_table(page, columns))
+        del page
+    progress.done()
+    table = transform.combine(tables, columns)
+    del tables
+    for day in group:
+        part = transform.day_slice(table, day)
+        if not dry_run:
+            dest.replace_day(day, part)
+        summary.days.append(day)
+        summary.rows += part.num_rows
+        log.info("%s %s: %d calls", "fetched" if dry_run else "loaded", day, part.num_rows)
