@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "asterisk_kit.configcmd",
     "asterisk_kit.install",
     "asterisk_kit.doctor",
+    "asterisk_kit.web.cli",
     "asterisk_kit.comagic.cli",
 )
 

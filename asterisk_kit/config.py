@@ -265,6 +265,8 @@ SCHEMA: Dict[str, Section] = {
         "secure_cookies": Key(_bool, "no", "Mark cookies Secure (set yes when served over HTTPS by a proxy)."),
         "login_max_failures": Key(_int_range(1, 1000), "5", "Failed logins per user or address before a pause."),
         "login_lockout_seconds": Key(_int_range(1, 86400), "300", "Length of that pause."),
+        "trusted_proxies": Key(_networks, "", "Reverse proxies (addresses or networks) whose X-Forwarded-For is "
+                                              "believed for the client address; empty: none."),
     }),
     "dialer": Section("Autodialer (avtoobzvon): dialplan, call files and pacing.", {
         "dial_out": Key(_nonempty, "PJSIP/${NUMBER}@trunk",

@@ -1,0 +1,302 @@
+"""The Bottle web app: login, logout, server-side sessions, CSRF, ru/en, and the pages plug-in point.
+
+A capability with pages lists itself in PAGES (config section -> "module:function"); when that
+section is configured, `function(web)` gets the WebKit below and adds its routes, menu entry and
+strings. Everything shared by the pages (who is logged in, CSRF, templates, language, the store)
+lives here, so the pages only hold their own logic.
+"""
+from __future__ import annotations
+
+import functools
+import importlib
+import ipaddress
+import json
+import logging
+import threading
+from typing import Callable, Dict, List, Optional
+from urllib.parse import quote
+
+import bottle
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from .. import storage
+from ..resources import shipped
+from . import auth, i18n, sessions
+
+# config section -> "module:register function"; registered only when the section is configured.
+PAGES: Dict[str, str] = {
+}
+
+SESSION_COOKIE = "ak_session"
+LANG_COOKIE = "ak_lang"
+UNSAFE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+
+SECURITY_HEADERS = [
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "same-origin"),
+    # No inline scripts or styles: pages load /static files only.
+    ("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; object-src 'none'; "
+                                "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"),
+]
+
+
+def safe_next(target: Optional[str]) -> str:
+    """Only same-site paths are followed after login (no open redirect)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    if any(ord(c) < 32 for c in target):
+        return "/"
+    return target
+
+
+class WebKit:
+    """What a page module gets in register(web)."""
+
+    def __init__(self, cfg, log: Optional[logging.Logger] = None):
+        self.cfg = cfg
+        self.log = log or logging.getLogger("asterisk_kit.web")
+        self.app = bottle.Bottle()
+        self.menu: List[tuple] = []
+        self._local = threading.local()
+        w = cfg["web"]
+        self.session_ttl = w["session_hours"] * 3600.0
+        self.trusted_proxies = w["trusted_proxies"]
+        www = shipped("www")
+        self.static_root = str(www / "static")
+        self.jinja = Environment(loader=FileSystemLoader(str(www / "templates")), autoescape=True,
+                                 undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+
+    # ---- per request ----------------------------------------------------------------------------
+
+    def db(self):
+        conn = getattr(self._local, "db", None)
+        if conn is None:
+            conn = self._local.db = storage.connect(self.cfg)
+        return conn
+
+    def session(self) -> Optional[sessions.Session]:
+        env = bottle.request.environ
+        if "ak.session" not in env:
+            env["ak.session"] = sessions.load(self.db(), bottle.request.get_cookie(SESSION_COOKIE), self.session_ttl)
+        return env["ak.session"]
+
+    def user(self) -> Optional[str]:
+        s = self.session()
+        return s.user if s else None
+
+    def lang(self) -> str:
+        chosen = bottle.request.get_cookie(LANG_COOKIE)
+        return chosen if chosen in i18n.LANGUAGES else self.cfg["web"]["language"]
+
+    def t(self, key: str, **params) -> str:
+        return i18n.translate(self.lang(), key, **params)
+
+    def client_ip(self) -> str:
+        """The peer address; X-Forwarded-For is believed only from [web] trusted_proxies."""
+        peer = bottle.request.environ.get("REMOTE_ADDR", "")
+        fwd = bottle.request.environ.get("HTTP_X_FORWARDED_FOR", "")
+        if fwd and self._in(peer, self.trusted_proxies):
+            last = fwd.split(",")[-1].strip()
+            try:
+                return str(ipaddress.ip_address(last))
+            except ValueError:
+                pass
+        return peer
+
+    @staticmethod
+    def _in(addr: str, networks) -> bool:
+        try:
+            ip = ipaddress.ip_address(addr)
+        except ValueError:
+            return False
+        return any(ip in net for net in networks)
+
+    def ip_in(self, networks) -> bool:
+        return self._in(self.client_ip(), networks)
+
+    # ---- for page modules ----------------------------------------------------------------------
+
+    def nav(self, path: str, label_key: str) -> None:
+        self.menu.append((path, label_key))
+
+    def strings(self, table: Dict[str, Dict[str, str]]) -> None:
+        i18n.add(table)
+
+    def render(self, template: str, **values) -> str:
+        s = self.session()
+        base = {
+            "_": self.t, "lang": self.lang(), "user": self.user(), "csrf": s.csrf if s else "",
+            "menu": self.menu if self.user() else [], "path": bottle.request.path,
+            "quote": lambda v: quote(str(v), safe=""),
+        }
+        base.update(values)
+        return self.jinja.get_template(template).render(**base)
+
+    def login_required(self, fn: Optional[Callable] = None, *, allow: Optional[Callable] = None):
+        """Decorator: the route needs a logged-in user (or `allow(web)` true, e.g. a wall screen's
+        network). Pages get a redirect to the login form; JSON and POST requests get 401."""
+        def wrap(f):
+            @functools.wraps(f)
+            def inner(*a, **kw):
+                if self.user() or (allow is not None and allow(self)):
+                    return f(*a, **kw)
+                req = bottle.request
+                if req.method == "GET" and "json" not in req.headers.get("Accept", "") and "text/event-stream" \
+                        not in req.headers.get("Accept", ""):
+                    target = req.fullpath + ("?" + req.query_string if req.query_string else "")
+                    bottle.redirect("/login?next=" + quote(target, safe=""))
+                raise bottle.HTTPError(401, self.t("login.expired"))
+            return inner
+        return wrap(fn) if fn is not None else wrap
+
+    def set_session_cookie(self, sid: str) -> None:
+        bottle.response.set_cookie(SESSION_COOKIE, sid, path="/", httponly=True, samesite="lax",
+                                   secure=self.cfg["web"]["secure_cookies"])
+
+    def json(self, data, status: int = 200):
+        bottle.response.status = status
+        bottle.response.content_type = "application/json; charset=utf-8"
+        return json.dumps(data, ensure_ascii=False)
+
+
+def _security_headers(app):
+    """WSGI wrapper: the headers go on every answer, error pages and static files included."""
+    def wrapped(environ, start_response):
+        def sr(status, headers, exc_info=None):
+            names = {h.lower() for h, _ in headers}
+            headers = list(headers) + [(h, v) for h, v in SECURITY_HEADERS if h.lower() not in names]
+            if "cache-control" not in names:
+                headers.append(("Cache-Control", "no-store"))
+            return start_response(status, headers, exc_info)
+        return app(environ, sr)
+    return wrapped
+
+
+def create_web(cfg, log: Optional[logging.Logger] = None) -> WebKit:
+    web = WebKit(cfg, log)
+    conn = web.db()
+    auth.init(conn)
+    sessions.prune(conn, web.session_ttl)
+    _core_routes(web)
+    for section, target in PAGES.items():
+        if cfg.has(section):
+            mod, _, fn = target.partition(":")
+            getattr(importlib.import_module(mod), fn)(web)
+    return web
+
+
+def create_app(cfg, log: Optional[logging.Logger] = None):
+    """The WSGI application for `asterisk-kit web` (and any WSGI server)."""
+    return _security_headers(create_web(cfg, log).app)
+
+
+def _core_routes(web: WebKit) -> None:
+    app, req, resp = web.app, bottle.request, bottle.response
+
+    @app.hook("before_request")
+    def csrf_guard():
+        if req.method in UNSAFE_METHODS and req.path != "/login":
+            s = web.session()
+            token = req.forms.getunicode("csrf") or req.headers.get("X-CSRF-Token", "")
+            if s is None or not token or not _eq(token, s.csrf):
+                web.log.warning("refused %s %s from %s: missing or wrong CSRF token", req.method, req.path,
+                                web.client_ip())
+                raise bottle.HTTPError(403, web.t("error.csrf"))
+
+    def error_page(err: bottle.HTTPError):
+        code = err.status_code
+        if code >= 500:
+            if err.exception:
+                web.log.error("%s %s failed", req.method, req.path,
+                              exc_info=(type(err.exception), err.exception, err.exception.__traceback__))
+            msg = web.t("error.500")
+        elif code in (404, 405) or not (isinstance(err.body, str) and err.body):
+            msg = web.t(f"error.{code}") if f"error.{code}" in i18n.STRINGS["en"] else err.status_line
+        else:
+            msg = err.body          # our own message, set where the error was raised
+        if "json" in req.headers.get("Accept", ""):
+            resp.content_type = "application/json; charset=utf-8"
+            return json.dumps({"error": msg, "status": err.status_code}, ensure_ascii=False)
+        return web.render("error.html", status=err.status_code, message=msg)
+
+    for code in (400, 401, 403, 404, 405, 413, 429, 500):
+        app.error(code)(error_page)
+
+    @app.get("/static/<path:path>")
+    def static(path):
+        r = bottle.static_file(path, root=web.static_root)
+        r.set_header("Cache-Control", "public, max-age=3600")
+        return r
+
+    @app.get("/healthz")
+    def healthz():
+        web.db().execute("SELECT 1").fetchone()
+        return web.json({"status": "ok"})
+
+    @app.get("/lang/<code>")
+    def set_lang(code):
+        if code in i18n.LANGUAGES:
+            resp.set_cookie(LANG_COOKIE, code, path="/", max_age=365 * 86400, samesite="lax",
+                            secure=web.cfg["web"]["secure_cookies"])
+        bottle.redirect(safe_next(req.query.getunicode("next")))
+
+    def login_form(status=200, error="", name="", notice=""):
+        s = web.session()
+        if s is None or s.user:
+            s = sessions.create(web.db())
+            req.environ["ak.session"] = s
+            web.set_session_cookie(s.sid)
+        resp.status = status
+        return web.render("login.html", error=error, name=name, notice=notice,
+                          next=safe_next(req.query.getunicode("next") or req.forms.getunicode("next")))
+
+    @app.get("/login")
+    def login_get():
+        if web.user():
+            bottle.redirect(safe_next(req.query.getunicode("next")))
+        notice = req.query.getunicode("m") or ""
+        return login_form(notice=web.t(notice) if notice in ("logout.done", "login.expired") else "")
+
+    @app.post("/login")
+    def login_post():
+        conn, w = web.db(), web.cfg["web"]
+        name = (req.forms.getunicode("user") or "").strip()
+        password = req.forms.getunicode("password") or ""
+        s = web.session()
+        if s is None or not _eq(req.forms.getunicode("csrf") or "", s.csrf):
+            return login_form(403, web.t("error.csrf"), name)
+        keys = ["ip:" + web.client_ip()] + (["user:" + name.lower()] if name else [])
+        wait = auth.locked_for(conn, keys)
+        if wait > 0:
+            web.log.warning("login for %r from %s refused: locked out for %.0f s", name, web.client_ip(), wait)
+            return login_form(429, web.t("login.locked", minutes=max(1, -(-int(wait) // 60))), name)
+        if not name or not auth.authenticate(conn, name, password):
+            auth.record_failure(conn, keys, w["login_max_failures"], w["login_lockout_seconds"])
+            web.log.warning("failed login for %r from %s", name, web.client_ip())
+            return login_form(401, web.t("login.failed"), name)
+        auth.clear_failures(conn, keys)
+        sessions.drop(conn, s.sid)                      # a fresh id after login: no session fixation
+        new = sessions.create(conn, user=name)
+        web.set_session_cookie(new.sid)
+        web.log.info("user %r logged in from %s", name, web.client_ip())
+        bottle.redirect(safe_next(req.forms.getunicode("next")), 303)
+
+    @app.post("/logout")
+    def logout():
+        s = web.session()
+        if s:
+            sessions.drop(web.db(), s.sid)
+            web.log.info("user %r logged out", s.user)
+        resp.delete_cookie(SESSION_COOKIE, path="/")
+        bottle.redirect("/login?m=logout.done", 303)
+
+    @app.get("/")
+    @web.login_required
+    def home():
+        return web.render("home.html")
+
+
+def _eq(a: str, b: str) -> bool:
+    import hmac
+    return hmac.compare_digest(a.encode("utf-8", "replace"), b.encode("utf-8", "replace"))

@@ -1,0 +1,110 @@
+"""`asterisk-kit web` (serve the pages) and `asterisk-kit user add|passwd|list|delete`."""
+from __future__ import annotations
+
+import getpass
+import sys
+import time
+
+
+def register(sub) -> None:
+    p = sub.add_parser("web", help="serve the web pages (login, autodialer, BLF)")
+    p.add_argument("--listen", metavar="ADDR", help="address to listen on (default: [web] listen)")
+    p.add_argument("--port", type=int, help="TCP port (default: [web] port)")
+    p.set_defaults(func=cmd_web)
+
+    u = sub.add_parser("user", help="manage web logins")
+    us = u.add_subparsers(dest="user_command", metavar="ACTION")
+    us.required = True
+    for name, fn, hlp in (("add", cmd_add, "create a login"), ("passwd", cmd_passwd, "set a new password")):
+        a = us.add_parser(name, help=hlp)
+        a.add_argument("name")
+        a.add_argument("--password-stdin", action="store_true",
+                       help="read the password from the first line of stdin (scripts) instead of asking")
+        a.set_defaults(func=fn)
+    a = us.add_parser("delete", help="remove a login (its sessions end)")
+    a.add_argument("name")
+    a.set_defaults(func=cmd_delete)
+    a = us.add_parser("list", help="list logins")
+    a.set_defaults(func=cmd_list)
+
+
+def cmd_web(ctx) -> int:
+    from .app import create_app
+    from .server import serve
+    log = ctx.logger("web")
+    w = ctx.cfg["web"]
+    app = create_app(ctx.cfg, log)
+    _give_store_to_run_user(ctx.cfg)
+    serve(app, ctx.args.listen or w["listen"], ctx.args.port or w["port"], log)
+    return 0
+
+
+def _read_password(args) -> str:
+    if args.password_stdin:
+        line = sys.stdin.readline()
+        return line[:-1] if line.endswith("\n") else line
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Repeat password: ") != first:
+        raise SystemExit("asterisk-kit: the passwords differ, nothing changed")
+    return first
+
+
+def _account(ctx, action) -> int:
+    from .. import storage
+    from .auth import UserError
+    try:
+        conn = storage.connect(ctx.cfg)
+        action(conn)
+    except UserError as e:
+        print(f"asterisk-kit: {e}", file=sys.stderr)
+        return 1
+    _give_store_to_run_user(ctx.cfg)
+    return 0
+
+
+def _give_store_to_run_user(cfg) -> None:
+    """`user add` is usually run as root, the web app as the Asterisk user: both must write the store."""
+    from .. import storage
+    path = storage.db_path(cfg)
+    for p in (path.parent, path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if p.exists():
+            storage.chown_to(p, cfg["asterisk"]["run_user"])
+
+
+def cmd_add(ctx) -> int:
+    from . import auth
+    password = _read_password(ctx.args)
+
+    def act(conn):
+        auth.add_user(conn, ctx.args.name, password)
+        print(f"user {ctx.args.name!r} created")
+    return _account(ctx, act)
+
+
+def cmd_passwd(ctx) -> int:
+    from . import auth
+    password = _read_password(ctx.args)
+
+    def act(conn):
+        auth.set_password(conn, ctx.args.name, password)
+        print(f"password of {ctx.args.name!r} changed; their open sessions were ended")
+    return _account(ctx, act)
+
+
+def cmd_delete(ctx) -> int:
+    from . import auth
+
+    def act(conn):
+        auth.delete_user(conn, ctx.args.name)
+        print(f"user {ctx.args.name!r} deleted")
+    return _account(ctx, act)
+
+
+def cmd_list(ctx) -> int:
+    from . import auth
+
+    def act(conn):
+        for row in auth.list_users(conn):
+            print(f"{row['name']}\tcreated {time.strftime('%Y-%m-%d %H:%M', time.localtime(row['created']))}"
+                  f"\tpassword changed {time.strftime('%Y-%m-%d %H:%M', time.localtime(row['changed']))}")
+    return _account(ctx, act)

@@ -1,0 +1,51 @@
+"""A running `asterisk-kit web` (real subprocess, real HTTP) for a given config file."""
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.support.asterisk import free_port
+from tests.support.kitcli import BIN
+
+
+class WebServer:
+    def __init__(self, config: Path, port: int = 0):
+        self.config = Path(config)
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = None
+
+    def start(self, timeout: float = 20.0) -> "WebServer":
+        self.log = open(self.config.parent / f"web-{self.port}.out", "wb")
+        self.proc = subprocess.Popen([str(BIN), "--config", str(self.config), "web", "--listen", "127.0.0.1",
+                                      "--port", str(self.port)], stdout=self.log, stderr=subprocess.STDOUT,
+                                     env=dict(os.environ))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"asterisk-kit web exited {self.proc.returncode}: {self.output()}")
+            try:
+                with urllib.request.urlopen(self.url + "/healthz", timeout=2) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"asterisk-kit web did not answer in {timeout} s: {self.output()}")
+
+    def output(self) -> str:
+        self.log.flush()
+        return (self.config.parent / f"web-{self.port}.out").read_text(errors="replace")
+
+    def stop(self) -> int:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.log.close()
+        return self.proc.returncode if self.proc else 0
