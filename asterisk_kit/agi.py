@@ -15,6 +15,7 @@ from typing import Callable, Dict, List, Optional
 
 HANDLERS: Dict[str, str] = {
     # name used in the dialplan -> "module:function"
+    "dialer-event": "asterisk_kit.dialer.agi:event",
 }
 
 STATUS_VAR = "ASTERISK_KIT_AGI_STATUS"

@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "asterisk_kit.install",
     "asterisk_kit.doctor",
     "asterisk_kit.web.cli",
+    "asterisk_kit.dialer.cli",
     "asterisk_kit.comagic.cli",
 )
 

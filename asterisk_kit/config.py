@@ -162,6 +162,14 @@ def _regex(v: str) -> str:
     return v
 
 
+def _callerid(v: str) -> str:
+    # It lands in call files: "Name" <digits> or digits only, so no `#`, `;` or line can slip in.
+    s = v.strip()
+    if s and not re.fullmatch(r'(?:"[A-Za-z0-9 ._\-А-Яа-яЁё]{0,40}" ?)?<[0-9]{1,20}>|[0-9]{1,20}', s):
+        raise _Invalid('a caller id "Name" <digits> or digits (name: letters, digits, space . _ -)')
+    return s
+
+
 def _language(v: str) -> str:
     return _choice("ru", "en")(v)
 
@@ -272,12 +280,30 @@ SCHEMA: Dict[str, Section] = {
         "dial_out": Key(_nonempty, "PJSIP/${NUMBER}@trunk",
                         "Dial string for the outside call; ${NUMBER} is replaced by the number dialled. "
                         "On FreePBX e.g. Local/${NUMBER}@from-internal to use the outbound routes."),
-        "ring_seconds": Key(_int_range(5, 300), "40", "How long the callee's phone rings."),
+        "ring_seconds": Key(_int_range(1, 300), "40", "How long the callee's phone rings."),
         "sound": Key(_nonempty, "custom/avtoobzvon", "Sound played on plain calls (no extension, as Playback wants it)."),
         "ivr_prompt": Key(_nonempty, "custom/avtoobzvon-ivr", "Prompt played on IVR calls before reading one digit."),
         "ivr_wait_seconds": Key(_int_range(1, 60), "7", "Seconds to wait for the digit."),
         "connect_to": Key(_str, "", "Dial string the callee is connected to when the pressed digit matches "
                                     "(e.g. Local/100@from-internal); empty: just hang up."),
+        "callerid": Key(_callerid, "", "CallerID of the calls, e.g. \"Office\" <84951234567> (empty: the trunk's default).",
+                        example='"Office" <84951234567>'),
+        "max_retries": Key(_int_range(0, 10), "0", "Call file MaxRetries: extra attempts when the callee does not answer."),
+        "retry_time": Key(_int_range(10, 86400), "300", "Call file RetryTime: seconds between attempts."),
+        "wait_time": Key(_int_range(5, 300), "45", "Call file WaitTime: seconds Asterisk waits for the call to be answered."),
+        "bundle": Key(_int_range(1, 1000), "10", "Call files handed to Asterisk per batch."),
+        "timeout": Key(_int_range(0, 3600), "30", "Seconds of pause between batches."),
+        "max_in_progress": Key(_int_range(1, 1000), "20", "Never more calls of the autodialer in progress than this "
+                                                        "(counted in Asterisk before each batch)."),
+        "grace_minutes": Key(_int_range(0, 1440), "30", "A scheduled run missed by more than this (PBX or cron down) "
+                                                       "is not started late."),
+        "number_pattern": Key(_regex, "8[0-9]{10}", "Accepted numbers after normalisation (digits only, whole "
+                                                     "number); default: Russian 8XXXXXXXXXX."),
+        "normalise_plus7": Key(_bool, "yes", "Rewrite +7XXXXXXXXXX and 7XXXXXXXXXX to 8XXXXXXXXXX before checking."),
+        "templates_dir": Key(_str, "", "Folder with your own plain.call.j2 / ivr.call.j2 overriding the shipped "
+                                       "call file templates (empty: the shipped ones)."),
+        "result_wait_seconds": Key(_int_range(30, 86400), "600", "After the last batch, how long a run waits "
+                                                                "for the outcomes of its calls before it closes."),
     }),
     "comagic": Section("CoMagic Data API call export (`asterisk-kit comagic export`) to BigQuery or a local DuckDB file.", {
         "api_url": Key(_http_url_or_empty, "https://dataapi.comagic.ru/v2.0", "Data API endpoint (JSON-RPC 2.0); dataapi.uiscom.ru for UIS."),

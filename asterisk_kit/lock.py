@@ -22,6 +22,8 @@ class JobLock:
         self._fd = None
 
     def acquire(self) -> "JobLock":
+        if self._fd is not None:        # already ours (ctx.lock() acquired, then used in `with`)
+            return self
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
         try:

@@ -1,0 +1,1 @@
+"""Autodialer ("avtoobzvon"): phone list and weekly schedule, paced call files, results from Asterisk."""

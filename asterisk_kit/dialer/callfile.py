@@ -1,0 +1,123 @@
+"""Call files: rendered from Jinja templates, checked line by line, then renamed into the spool.
+
+Asterisk reads a call file as `Key: value` lines: it splits on any newline, cuts lines at 256
+bytes and treats `#` and `;` as comments. The inputs are allow-listed (numbers.py) and the
+CallerID is checked here; the rendered text is then verified against a line grammar as a last
+guard, so a custom template or a future field cannot smuggle a line in either.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Dict, Optional
+
+from ..resources import shipped
+from ..storage import chown_to
+
+_LINE = re.compile(r"(?P<key>[A-Za-z]+): (?P<value>[^\r\n#;\x00]*)")
+_KEYS = {"Channel", "CallerID", "MaxRetries", "RetryTime", "WaitTime", "Context", "Extension", "Priority",
+         "Setvar", "Set", "Archive", "Account", "Codecs", "AlwaysDelete", "Application", "Data",
+         "Callerid"}
+
+
+class CallFileError(ValueError):
+    pass
+
+
+def file_name(run_id: int, number: str) -> str:
+    return f"asterisk-kit-{run_id}-{number}.call"
+
+
+def parse_name(name: str):
+    m = re.fullmatch(r"asterisk-kit-([0-9]+)-([0-9]+)\.call", name)
+    return (int(m.group(1)), m.group(2)) if m else None
+
+
+class Renderer:
+    def __init__(self, cfg):
+        import jinja2
+        d = cfg["dialer"]
+        folders = [str(shipped("templates") / "dialer")]
+        if d["templates_dir"]:
+            folders.insert(0, d["templates_dir"])
+        self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(folders), undefined=jinja2.StrictUndefined,
+                                      keep_trailing_newline=True, autoescape=False)
+        self.plain = self.env.get_template("plain.call.j2")
+        self.ivr = self.env.get_template("ivr.call.j2")
+        self.common = {"callerid": d["callerid"], "max_retries": d["max_retries"],
+                       "retry_time": d["retry_time"], "wait_time": d["wait_time"]}
+
+    def render(self, run_id: int, number: str, digit: str = "") -> str:
+        if not re.fullmatch(r"[0-9]{1,20}", number) or not re.fullmatch(r"[0-9]?", digit):
+            raise CallFileError(f"refusing to render a call file for number {number!r} digit {digit!r}")
+        tpl = self.ivr if digit else self.plain
+        text = tpl.render(number=number, digit=digit, run_id=int(run_id), **self.common)
+        verify(text)
+        return text
+
+
+def verify(text: str) -> None:
+    """Every line must be one `Key: value` the way Asterisk will read it."""
+    if "\r" in text or "\x00" in text:
+        raise CallFileError("call file contains a carriage return or NUL")
+    for line in text.split("\n"):
+        if line == "":
+            continue
+        if len(line.encode("utf-8")) >= 255:
+            raise CallFileError(f"call file line longer than Asterisk reads: {line[:40]!r}…")
+        m = _LINE.fullmatch(line)
+        if not m or m.group("key") not in _KEYS:
+            raise CallFileError(f"call file line not allowed: {line!r}")
+
+
+class Spool:
+    """Asterisk's outgoing spool: write in spool/tmp, rename into spool/outgoing (same filesystem)."""
+
+    def __init__(self, cfg):
+        a = cfg["asterisk"]
+        self.root = Path(a["spool_dir"])
+        self.tmp = self.root / "tmp"
+        self.outgoing = self.root / "outgoing"
+        self.done = self.root / "outgoing_done"
+        self.run_user = a["run_user"]
+
+    def hand_over(self, name: str, text: str) -> None:
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        tmp = self.tmp / name
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        chown_to(tmp, self.run_user)
+        os.rename(tmp, self.outgoing / name)
+
+    def seen(self, name: str) -> bool:
+        """Asterisk has (or had) this call file: still in outgoing, or archived in outgoing_done."""
+        return (self.outgoing / name).exists() or (self.done / name).exists()
+
+    def waiting(self, run_id: int):
+        prefix = f"asterisk-kit-{run_id}-"
+        try:
+            return [p for p in self.outgoing.iterdir() if p.name.startswith(prefix) and p.name.endswith(".call")]
+        except FileNotFoundError:
+            return []
+
+    def finished(self, run_id: int) -> Dict[str, Path]:
+        prefix = f"asterisk-kit-{run_id}-"
+        try:
+            return {p.name: p for p in self.done.iterdir() if p.name.startswith(prefix)}
+        except FileNotFoundError:
+            return {}
+
+
+def archived_status(path: Path) -> Optional[str]:
+    """The `Status:` line Asterisk appends when it archives a call file (Completed/Expired/Failed)."""
+    status = None
+    try:
+        for line in path.read_text(errors="replace").splitlines():
+            if line.startswith("Status:"):
+                status = line.split(":", 1)[1].strip()
+    except FileNotFoundError:
+        return None
+    return status

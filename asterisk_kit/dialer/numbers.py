@@ -1,0 +1,109 @@
+"""Phone numbers and IVR digits: normalised, then checked against an allow-list.
+
+Whatever passes here goes into a call file, so only digits can pass (no `+`, spaces, `#`, `;`,
+line breaks): the configured pattern can narrow that, never widen it.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterable, List, Optional, Tuple
+
+MAX_DIGITS = 20
+_SEPARATORS = re.compile(r"[\s()\-.]")
+_DIGITS = re.compile(r"[0-9]{1,%d}" % MAX_DIGITS)
+
+
+class BadNumber(ValueError):
+    """Carries a reason key (translated on the page) and a plain English text for the CLI and logs."""
+
+    def __init__(self, key: str, text: str):
+        super().__init__(text)
+        self.key = key
+
+
+class NumberRules:
+    def __init__(self, pattern: str = "8[0-9]{10}", normalise_plus7: bool = True):
+        self.pattern = re.compile(pattern)
+        self.normalise_plus7 = normalise_plus7
+
+    @classmethod
+    def from_config(cls, cfg) -> "NumberRules":
+        d = cfg["dialer"]
+        return cls(d["number_pattern"], d["normalise_plus7"])
+
+    def number(self, raw: str) -> str:
+        s = _SEPARATORS.sub("", raw or "")
+        if not s:
+            raise BadNumber("number.empty", "empty number")
+        if self.normalise_plus7:
+            if re.fullmatch(r"\+7[0-9]{10}", s) or re.fullmatch(r"7[0-9]{10}", s):
+                s = "8" + s[-10:]
+        if not _DIGITS.fullmatch(s):
+            raise BadNumber("number.chars", f"{raw!r}: only digits (and +7 at the start) are allowed")
+        if not self.pattern.fullmatch(s):
+            raise BadNumber("number.pattern", f"{raw!r}: does not match the number format {self.pattern.pattern}")
+        return s
+
+
+def digit(raw: Optional[str]) -> str:
+    """The IVR digit: empty (plain call) or one of 0-9 (`#` ends Read(), `*` is not sent by all phones)."""
+    s = (raw or "").strip()
+    if s == "":
+        return ""
+    if not re.fullmatch(r"[0-9]", s):
+        raise BadNumber("digit.bad", f"{raw!r}: the IVR digit must be one digit 0-9 or empty")
+    return s
+
+
+def comment(raw: Optional[str]) -> str:
+    """Comments never reach a call file; they are only kept short and on one line for the table."""
+    s = " ".join((raw or "").split())
+    if len(s) > 200:
+        raise BadNumber("comment.long", "comment longer than 200 characters")
+    return s
+
+
+@dataclass
+class Entry:
+    number: str
+    digit: str = ""
+    comment: str = ""
+
+
+def parse_bulk(text: str, rules: NumberRules) -> Tuple[List[Entry], List[Tuple[int, str, BadNumber]]]:
+    """Bulk paste / CSV import: one number per line, or `number[,;\\t]digit[,;\\t]comment`.
+
+    Returns the accepted entries (duplicates merged: the last line's digit and comment win) and the
+    rejected lines as (line number, line, reason). A first line that looks like a header is skipped.
+    """
+    import csv
+    import io
+    accepted: dict = {}
+    rejected: List[Tuple[int, str, BadNumber]] = []
+    lines = text.splitlines()
+    sample = "\n".join(lines[:5])
+    delim = "\t" if "\t" in sample else (";" if ";" in sample else ",")
+    for no, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        fields = next(csv.reader(io.StringIO(line), delimiter=delim), [""])
+        fields = [f.strip() for f in fields] + ["", ""]
+        if no == 1 and not re.search(r"[0-9]", fields[0]) and fields[0].lower() in ("number", "phone", "номер",
+                                                                                       "телефон"):
+            continue
+        try:
+            e = Entry(rules.number(fields[0]), digit(fields[1]), comment(fields[2]))
+        except BadNumber as err:
+            rejected.append((no, line, err))
+            continue
+        accepted.pop(e.number, None)
+        accepted[e.number] = e
+    return list(accepted.values()), rejected
+
+
+def dedupe(entries: Iterable[Entry]) -> List[Entry]:
+    out: dict = {}
+    for e in entries:
+        out[e.number] = e
+    return list(out.values())
