@@ -130,7 +130,7 @@ def test_killed_run_never_dials_twice(dialer, asterisk):
     kcfg = load(str(cfg))
     run_id = conn.execute("SELECT id FROM dialer_runs").fetchone()[0]
     victim = conn.execute("SELECT number FROM dialer_calls WHERE state = 'pending' ORDER BY seq LIMIT 1").fetchone()[0]
-    Spool(kcfg).hand_over(file_name(run_id, victim), Renderer(kcfg).render(run_id, victim))
+    Spool(kcfg).hand_over([(file_name(run_id, victim), Renderer(kcfg).render(run_id, victim))])
     # ... and Asterisk finished that call before the run resumed (the file is archived, not in outgoing).
     archived = asterisk.spool_dir / "outgoing_done" / file_name(run_id, victim)
     deadline = time.time() + 30
@@ -181,3 +181,135 @@ def test_dialplan_loads_cleanly(dialer, asterisk):
         assert "dialer-event" in shown and "'play' =>" in shown
     new = asterisk.messages()[before:]
     assert not [l for l in new.splitlines() if "WARNING[" in l or "ERROR[" in l], new
+
+
+# ---- call file injection (no Asterisk needed) ----------------------------------------------------
+
+def asterisk_reads(text):
+    """Read a call file the way Asterisk's pbx_spool does: split on newlines, drop comments after # or ;,
+    cut at 255 bytes, `Key: value` pairs."""
+    pairs = []
+    for line in text.replace("\r", "\n").split("\n"):
+        line = line.encode()[:255].decode(errors="ignore")
+        for c in "#;":
+            line = line.split(c, 1)[0]
+        if ":" in line:
+            k, v = line.split(":", 1)
+            pairs.append((k.strip(), v.strip()))
+    return pairs
+
+
+NASTY = ["89990000001\nApplication: System", "89990000001\rChannel: x", "8999000000;1", "8999000000#1",
+         "89990000001\x00", "\u202e89990000001", "８９９９００００００１", "89990000001 ; Setvar: x=1",
+         "+7999000000\u2028Channel: y", "1" * 300, "", "   ", "Channel: Local/1@evil"]
+
+
+@pytest.mark.parametrize("raw", NASTY)
+def test_nasty_numbers_are_rejected(raw):
+    from asterisk_kit.dialer.numbers import BadNumber, NumberRules
+    with pytest.raises(BadNumber):
+        NumberRules().number(raw)
+
+
+@pytest.mark.parametrize("raw", ["1 2", "1;", "#", "*", "12", "١", "1\nSetvar: a=b"])
+def test_nasty_digits_are_rejected(raw):
+    from asterisk_kit.dialer.numbers import BadNumber, digit
+    with pytest.raises(BadNumber):
+        digit(raw)
+
+
+def test_rendered_call_files_mean_exactly_what_was_intended(tmp_path):
+    from asterisk_kit.config import parse_text
+    from asterisk_kit.dialer.callfile import Renderer
+    from asterisk_kit.dialer.numbers import NumberRules
+    cfg = parse_text(f"[general]\ndata_dir = {tmp_path}\n[asterisk]\nami_user = a\nami_secret = b\n"
+                     f"spool_dir = {tmp_path}/spool\n[dialer]\ncallerid = \"Office\" <84951234567>\n"
+                     "max_retries = 2\nretry_time = 60\nwait_time = 30\n", tmp_path / "kit.ini")
+    r = Renderer(cfg)
+    number = NumberRules().number("+7 (999) 123-45-67")
+    plain = asterisk_reads(r.render(5, number))
+    assert plain == [("Channel", "local/89991234567@avtoobzvon"), ("CallerID", '"Office" <84951234567>'),
+                     ("MaxRetries", "2"), ("RetryTime", "60"), ("WaitTime", "30"), ("Context", "avtoobzvon"),
+                     ("Extension", "play"), ("Priority", "1"), ("Setvar", "KIT_RUN=5"),
+                     ("Setvar", "CALLEE=89991234567"), ("Archive", "yes")]
+    ivr = dict((k, v) for k, v in asterisk_reads(r.render(5, number, "3")) if k != "Setvar")
+    assert ivr["Channel"] == "local/89991234567@avtoobzvon-ivr" and ivr["Context"] == "avtoobzvon-ivr"
+    assert ("Setvar", "dtmf=3") in asterisk_reads(r.render(5, number, "3"))
+    # The renderer itself refuses anything but digits, whatever the caller passes.
+    from asterisk_kit.dialer.callfile import CallFileError
+    for bad in ("8999\nApplication: System", "8999;", ""):
+        with pytest.raises(CallFileError):
+            r.render(5, bad)
+    with pytest.raises(CallFileError):
+        r.render(5, number, "1\nSetvar: x=1")
+
+
+def test_custom_template_cannot_produce_a_bad_line(tmp_path):
+    from asterisk_kit.config import parse_text
+    from asterisk_kit.dialer.callfile import CallFileError, Renderer
+    tdir = tmp_path / "tpl"
+    tdir.mkdir()
+    (tdir / "plain.call.j2").write_text("Channel: local/{{ number }}@avtoobzvon\nApplication: System\nData: rm -rf /\n"
+                                        "Context: avtoobzvon ; comment\n")
+    cfg = parse_text(f"[general]\ndata_dir = {tmp_path}\n[asterisk]\nami_user = a\nami_secret = b\n"
+                     f"[dialer]\ntemplates_dir = {tdir}\n", tmp_path / "kit.ini")
+    with pytest.raises(CallFileError, match="not allowed"):
+        Renderer(cfg).render(1, "89990000001")
+
+
+@pytest.mark.parametrize("value", ['"x" <1>;Channel: y', '"a" <1> # c', "<12>\\nChannel: x", '"Name;" <1>'])
+def test_callerid_with_call_file_syntax_is_a_config_error(tmp_path, value):
+    from asterisk_kit.config import ConfigError, parse_text
+    with pytest.raises(ConfigError, match=r"\[dialer\] callerid"):
+        parse_text(f"[asterisk]\nami_user = a\nami_secret = b\n[dialer]\ncallerid = {value}\n", tmp_path / "kit.ini")
+
+
+def test_old_tool_files_round_trip(tmp_path, dialer):
+    import json
+    cfg = dialer()
+    todo = tmp_path / "todo.json"
+    todo.write_text(json.dumps([{"number": "+79990000001", "dtmf": "1", "comment": "A"}, "89990000002",
+                                {"number": "bad"}, {"number": "89990000002", "dtmf": "", "comment": "B"}]))
+    r = kit(cfg, "dialer", "import", str(todo))
+    assert r.returncode == 1 and "rejected line 3" in r.stderr and "1 rejected" in r.stdout
+    out = json.loads(kit(cfg, "dialer", "export", "phones", check=True).stdout)
+    assert out == [{"number": "89990000001", "dtmf": "1", "comment": "A"},
+                   {"number": "89990000002", "dtmf": "", "comment": "B"}]
+    sched = tmp_path / "schedule.json"
+    sched.write_text(json.dumps({"mon": "9:05", "fri": "18:00", "sun": "off"}))
+    kit(cfg, "dialer", "import", "--schedule", str(sched), check=True)
+    got = json.loads(kit(cfg, "dialer", "export", "schedule", check=True).stdout)
+    assert got == {"mon": "09:05", "tue": "off", "wed": "off", "thu": "off", "fri": "18:00", "sat": "off", "sun": "off"}
+    sched.write_text(json.dumps({"mon": "9:65"}))
+    r = kit(cfg, "dialer", "import", "--schedule", str(sched))
+    assert r.returncode == 1 and "mon" in r.stderr
+
+
+def test_schedule_due_once_per_day_and_never_late(tmp_path):
+    import datetime as dt
+    from asterisk_kit.config import parse_text
+    from asterisk_kit.dialer import schedule, store
+    from asterisk_kit.dialer.numbers import Entry
+    cfg = parse_text(f"[general]\ndata_dir = {tmp_path}/a\ntimezone = Europe/Moscow\n[asterisk]\nami_user = a\n"
+                     "ami_secret = b\n[dialer]\ngrace_minutes = 30\n", tmp_path / "kit.ini")
+    conn = store.connect(cfg)
+    store.upsert_phones(conn, [Entry("89990000001")])
+    store.set_schedule(conn, {0: "09:00", 1: None})
+    tz = schedule.tz(cfg)
+    monday = dt.datetime(2026, 11, 23, 8, 59, tzinfo=tz)
+    assert schedule.due(cfg, conn, monday) is None
+    assert schedule.due(cfg, conn, monday.replace(hour=9, minute=0)) == "2026-11-23"
+    run_id = store.create_run(conn, "schedule", "2026-11-23")
+    assert schedule.due(cfg, conn, monday.replace(hour=9, minute=5)) is None       # once per day
+    with pytest.raises(store.RunExists):
+        store.create_run(conn, "manual", "2026-11-23")                               # one active run at a time
+    store.request_stop(conn, run_id)
+    assert store.run(conn, run_id)["status"] == "stopped"                            # queued: withdrawn at once
+    with pytest.raises(store.RunExists):
+        store.create_run(conn, "schedule", "2026-11-23")                             # the day's run was used
+    assert schedule.due(cfg, conn, dt.datetime(2026, 11, 24, 12, 0, tzinfo=tz)) is None   # Tuesday off
+    # Next Monday the PBX was down until 09:31: the run is recorded as missed, not started late.
+    assert schedule.due(cfg, conn, dt.datetime(2026, 11, 30, 9, 31, tzinfo=tz)) is None
+    missed = conn.execute("SELECT status FROM dialer_runs WHERE day = '2026-11-30'").fetchone()
+    assert missed["status"] == "missed"
+    assert schedule.due(cfg, conn, dt.datetime(2026, 11, 30, 9, 32, tzinfo=tz)) is None

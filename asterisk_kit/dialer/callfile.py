@@ -82,15 +82,27 @@ class Spool:
         self.done = self.root / "outgoing_done"
         self.run_user = a["run_user"]
 
-    def hand_over(self, name: str, text: str) -> None:
+    def hand_over(self, files) -> None:
+        """Hand FILES [(name, text), ...] to Asterisk: all written to spool/tmp and made durable with one
+        sync, then each renamed into outgoing/ (atomic: Asterisk never sees a half-written file)."""
         self.tmp.mkdir(parents=True, exist_ok=True)
-        tmp = self.tmp / name
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        chown_to(tmp, self.run_user)
-        os.rename(tmp, self.outgoing / name)
+        staged = []
+        for name, text in files:
+            tmp = self.tmp / name
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(text)
+            chown_to(tmp, self.run_user)
+            staged.append((tmp, self.outgoing / name))
+        if not staged:
+            return
+        os.sync()           # one flush for the whole batch instead of an fsync per file
+        for tmp, final in staged:
+            os.rename(tmp, final)
+        fd = os.open(self.outgoing, os.O_RDONLY)
+        try:
+            os.fsync(fd)    # the renames themselves survive a power cut
+        finally:
+            os.close(fd)
 
     def seen(self, name: str) -> bool:
         """Asterisk has (or had) this call file: still in outgoing, or archived in outgoing_done."""

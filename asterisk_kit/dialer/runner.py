@@ -130,11 +130,9 @@ class Runner:
             if not rows:
                 return
             batch += 1
-            names = []
-            for c in rows:
-                name = file_name(run_id, c["number"])
-                self.spool.hand_over(name, self.renderer.render(run_id, c["number"], c["digit"]))
-                names.append(c["number"])
+            self.spool.hand_over([(file_name(run_id, c["number"]), self.renderer.render(run_id, c["number"], c["digit"]))
+                                  for c in rows])
+            names = [c["number"] for c in rows]
             now = time.time()
             with storage.transaction(conn):
                 conn.executemany("UPDATE dialer_calls SET state = 'spooled', spooled = ?, batch = ? "

@@ -17,7 +17,7 @@ from typing import Callable, Dict, List, Optional
 from urllib.parse import quote
 
 import bottle
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from jinja2 import Environment, FileSystemLoader
 
 from .. import storage
 from ..resources import shipped
@@ -25,6 +25,7 @@ from . import auth, i18n, sessions
 
 # config section -> "module:register function"; registered only when the section is configured.
 PAGES: Dict[str, str] = {
+    "dialer": "asterisk_kit.dialer.web:register",
 }
 
 SESSION_COOKIE = "ak_session"
@@ -65,7 +66,7 @@ class WebKit:
         www = shipped("www")
         self.static_root = str(www / "static")
         self.jinja = Environment(loader=FileSystemLoader(str(www / "templates")), autoescape=True,
-                                 undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+                                 trim_blocks=True, lstrip_blocks=True)
 
     # ---- per request ----------------------------------------------------------------------------
 
