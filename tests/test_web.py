@@ -199,6 +199,31 @@ def test_browser_login_language_and_logout(site, browser):
     wait_for(lambda: browser.find_element(By.ID, "submit").text == "Войти", what="Russian login page")
 
 
+def test_browser_csrf_less_post_and_throttling(site, browser):
+    import time
+    login(browser, site.url, "olga", PASSWORD)
+    # A form posted without the token (what a forged cross-site form would do) is refused.
+    browser.execute_script(
+        "var f = document.createElement('form'); f.method = 'post'; f.action = '/logout';"
+        "document.body.appendChild(f); f.submit();")
+    wait_for(lambda: browser.find_elements(By.ID, "error"), what="the refusal page")
+    assert "Обновите страницу" in browser.find_element(By.ID, "error").text
+    browser.get(site.url + "/")
+    assert browser.find_element(By.ID, "current-user").text == "olga", "the forged logout must not log out"
+    browser.find_element(By.ID, "logout").click()
+    wait_for(lambda: browser.find_elements(By.ID, "notice"), what="logged out")
+    # [web] login_max_failures = 3: the 4th try is refused even with the right password.
+    for _ in range(3):
+        login(browser, site.url, "olga", "not the password")
+        assert "Неверное" in browser.find_element(By.ID, "error").text
+    login(browser, site.url, "olga", PASSWORD)
+    assert "Слишком много неудачных попыток" in browser.find_element(By.ID, "error").text
+    assert not browser.find_elements(By.ID, "current-user")
+    time.sleep(3.2)                     # login_lockout_seconds = 3
+    login(browser, site.url, "olga", PASSWORD)
+    assert browser.find_element(By.ID, "current-user").text == "olga"
+
+
 def test_password_change_ends_sessions(site):
     s, r = http_login(site)
     assert s.get(site.url + "/", allow_redirects=False, timeout=10).status_code == 200
