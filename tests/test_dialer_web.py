@@ -144,6 +144,9 @@ def test_injection_through_http_is_refused(site):
     r = s.post(site.url + "/dialer/import", data={"csrf": tok, "text": "89990000071;1\r\nChannel: evil;;\n"}, timeout=10)
     assert r.status_code == 200
     assert phones(site) == {**before, "89990000071": ("1", "")}
+    exported = s.get(site.url + "/dialer/export/todo.json", timeout=10).json()
+    assert {"number": "89990000071", "dtmf": "1", "comment": ""} in exported
+    assert requests.get(site.url + "/dialer/export/todo.json", allow_redirects=False, timeout=10).status_code in (302, 303)
     # A comment may hold anything: it is kept on one line and never reaches a call file.
     r = s.post(site.url + "/dialer/phones", data={"csrf": tok, "number": "89990000081", "digit": "",
                                                  "comment": "a\nChannel: evil\r\n# ; x"}, timeout=10)

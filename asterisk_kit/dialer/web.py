@@ -63,6 +63,8 @@ STRINGS = {
         "dialer.pressed": "Нажата",
         "dialer.batch": "Пачка",
         "dialer.back": "← к автообзвону",
+        "dialer.export": "Скачать список (todo.json)",
+        "dialer.export.schedule": "Скачать расписание (schedule.json)",
         "day.0": "Пн", "day.1": "Вт", "day.2": "Ср", "day.3": "Чт", "day.4": "Пт", "day.5": "Сб", "day.6": "Вс",
         "status.queued": "в очереди", "status.running": "идёт", "status.stopping": "останавливается",
         "status.done": "завершён", "status.stopped": "остановлен", "status.missed": "пропущен",
@@ -127,6 +129,8 @@ STRINGS = {
         "dialer.pressed": "Pressed",
         "dialer.batch": "Batch",
         "dialer.back": "← back to the autodialer",
+        "dialer.export": "Download the list (todo.json)",
+        "dialer.export.schedule": "Download the schedule (schedule.json)",
         "day.0": "Mon", "day.1": "Tue", "day.2": "Wed", "day.3": "Thu", "day.4": "Fri", "day.5": "Sat", "day.6": "Sun",
         "status.queued": "queued", "status.running": "running", "status.stopping": "stopping",
         "status.done": "done", "status.stopped": "stopped", "status.missed": "missed",
@@ -282,6 +286,15 @@ def register(web) -> None:
             web.log.info("dialer: %s stopped run %d", web.user(), run_id)
             _kick(web.cfg)
         bottle.redirect(f"/dialer/runs/{run_id}" if run_id else "/dialer", 303)
+
+    @app.get("/dialer/export/<what:re:todo|schedule>.json")
+    @web.login_required
+    def export(what):
+        c = conn()
+        body = migrate.export_todo(store.phones(c)) if what == "todo" else migrate.export_schedule(store.schedule(c))
+        bottle.response.content_type = "application/json; charset=utf-8"
+        bottle.response.set_header("Content-Disposition", f'attachment; filename="{what}.json"')
+        return body
 
     @app.get("/dialer/runs/<run_id:int>")
     @web.login_required
