@@ -16,6 +16,7 @@ Check = Tuple[str, bool, str]
 # section name (or multi-section kind) -> "module:function"
 CAPABILITY_CHECKS = {
     "comagic": "asterisk_kit.comagic:doctor_checks",
+    "dialer": "asterisk_kit.dialer:doctor_checks",
 }
 
 

@@ -313,3 +313,19 @@ def test_schedule_due_once_per_day_and_never_late(tmp_path):
     missed = conn.execute("SELECT status FROM dialer_runs WHERE day = '2026-11-30'").fetchone()
     assert missed["status"] == "missed"
     assert schedule.due(cfg, conn, dt.datetime(2026, 11, 30, 9, 32, tzinfo=tz)) is None
+
+
+def test_doctor_checks_the_dialer(dialer, asterisk):
+    cfg = dialer()
+    r = kit(cfg, "doctor")
+    assert r.returncode == 0, r.stdout
+    lines = {l.split(":", 1)[0].split(None, 1)[1]: l for l in r.stdout.splitlines() if ":" in l}
+    assert lines["dialer templates"].startswith("ok") and lines["dialer dialplan"].startswith("ok")
+    tdir = dialer.tmp / "tpl"
+    tdir.mkdir()
+    (tdir / "plain.call.j2").write_text("Channel: local/{{ number }}@avtoobzvon\nApplication: System\n")
+    cfg.write_text(cfg.read_text() + f"templates_dir = {tdir}\n")
+    r = kit(cfg, "doctor")
+    assert r.returncode == 1
+    lines = {l.split(":", 1)[0].split(None, 1)[1]: l for l in r.stdout.splitlines() if ":" in l}
+    assert lines["dialer templates"].startswith("FAILED") and "Application: System" in lines["dialer templates"]

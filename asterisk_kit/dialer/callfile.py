@@ -16,8 +16,9 @@ from ..resources import shipped
 from ..storage import chown_to
 
 _LINE = re.compile(r"(?P<key>[A-Za-z]+): (?P<value>[^\r\n#;\x00]*)")
+# No Application:/Data: — the kit's call files always run the shipped dialplan (Context/Extension).
 _KEYS = {"Channel", "CallerID", "MaxRetries", "RetryTime", "WaitTime", "Context", "Extension", "Priority",
-         "Setvar", "Set", "Archive", "Account", "Codecs", "AlwaysDelete", "Application", "Data",
+         "Setvar", "Set", "Archive", "Account", "Codecs", "AlwaysDelete",
          "Callerid"}
 
 
