@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from typing import List, Optional
 
@@ -62,11 +63,32 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def drop_privileges(cfg) -> None:
+    """Jobs started as root (cron, an admin's shell) run as [asterisk] run_user, so every file they
+    create (store, logs, locks, call files) belongs to the user Asterisk, the AGI and the web app
+    run as. Only install, config and user management keep root."""
+    user = cfg["asterisk"]["run_user"]
+    if os.geteuid() != 0 or not user or user == "root":
+        return
+    import pwd
+    try:
+        pw = pwd.getpwnam(user)
+    except KeyError:
+        logging.getLogger("asterisk_kit").warning("[asterisk] run_user %r does not exist; running as root", user)
+        return
+    os.setgid(pw.pw_gid)
+    os.initgroups(user, pw.pw_gid)
+    os.setuid(pw.pw_uid)
+    os.environ["HOME"] = pw.pw_dir
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     ctx = Ctx(args)
     try:
+        if not getattr(args, "needs_root", False):
+            drop_privileges(ctx.cfg)
         return int(args.func(ctx) or 0)
     except ConfigError as e:
         print("configuration error:", file=sys.stderr)

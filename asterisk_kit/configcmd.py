@@ -11,9 +11,9 @@ def register(sub) -> None:
     s = p.add_subparsers(dest="config_cmd", metavar="ACTION")
     s.required = True
     c = s.add_parser("check", help="validate the config; every problem names file, section and key")
-    c.set_defaults(func=check)
+    c.set_defaults(func=check, needs_root=True)
     e = s.add_parser("example", help="print a commented example config")
-    e.set_defaults(func=example)
+    e.set_defaults(func=example, needs_root=True)
 
 
 def check(ctx) -> int:

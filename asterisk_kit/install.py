@@ -35,7 +35,7 @@ def register(sub) -> None:
     p.add_argument("--no-initd", action="store_true", help="skip the init.d scripts")
     p.add_argument("--no-cron", action="store_true", help="skip the cron file")
     p.add_argument("--reload", action="store_true", help="ask Asterisk (through AMI) to reload the dialplan")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, needs_root=True)
 
 
 # ---- rendering ---------------------------------------------------------------------------------

@@ -100,3 +100,53 @@ def test_storage_migrations_and_state(tmp_path):
 def test_config_reference_doc_matches_code():
     assert (REPO / "docs" / "config.md").read_text() == markdown(), \
         "docs/config.md is stale: run `python -m asterisk_kit.configdoc > docs/config.md`"
+
+
+def test_jobs_started_as_root_run_as_run_user():
+    """Cron runs jobs as root: they drop to [asterisk] run_user so their files belong to it.
+
+    Here the interpreter lives under /root (pyenv), which other users cannot read, so the child
+    imports what it needs before dropping; on a PBX Python is under /usr or /opt."""
+    import os
+    import pwd
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    import pytest
+
+    from tests.support.kitcli import BIN
+    if os.geteuid() != 0:
+        pytest.skip("needs root (CI runs as root)")
+    nobody = pwd.getpwnam("nobody")
+    d = tempfile.mkdtemp(dir="/var/tmp")
+    try:
+        os.chmod(d, 0o755)
+        data, logs = os.path.join(d, "data"), os.path.join(d, "log")
+        for p in (data, logs):
+            os.mkdir(p)
+            os.chown(p, nobody.pw_uid, nobody.pw_gid)
+        cfg = os.path.join(d, "kit.ini")
+        with open(cfg, "w") as f:
+            f.write(f"[general]\ndata_dir = {data}\n[log]\ndir = {logs}\n[asterisk]\nami_user = a\nami_secret = b\n"
+                    f"run_user = nobody\n[dialer]\n")
+        os.chmod(cfg, 0o644)
+        code = ("import os, sqlite3, asterisk_kit.dialer.store as store, asterisk_kit.logsetup as ls\n"
+                "from asterisk_kit.config import load\nfrom asterisk_kit.cli import drop_privileges\n"
+                f"cfg = load({cfg!r})\ndrop_privileges(cfg)\n"
+                "store.connect(cfg).execute('SELECT 1')\nls.setup(cfg, 'dialer', to_stderr=False).info('hi')\n"
+                "print(os.getuid(), os.getgid())\n")
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.split() == [str(nobody.pw_uid), str(nobody.pw_gid)]
+        owners = {p: os.stat(os.path.join(data, p)).st_uid for p in os.listdir(data)}
+        owners.update({p: os.stat(os.path.join(logs, p)).st_uid for p in os.listdir(logs)})
+        assert "asterisk-kit.sqlite" in owners and set(owners.values()) == {nobody.pw_uid}, owners
+        # `user add` keeps root (the admin runs it) and hands the store back to the run user.
+        r = subprocess.run([str(BIN), "--config", cfg, "user", "add", "admin", "--password-stdin"],
+                           input="long enough 1\n", capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert os.stat(os.path.join(data, "asterisk-kit.sqlite")).st_uid == nobody.pw_uid
+    finally:
+        shutil.rmtree(d, ignore_errors=True)

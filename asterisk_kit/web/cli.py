@@ -13,6 +13,7 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_web)
 
     u = sub.add_parser("user", help="manage web logins")
+    u.set_defaults(needs_root=True)    # run by the admin as root; gives the store to the run user after
     us = u.add_subparsers(dest="user_command", metavar="ACTION")
     us.required = True
     for name, fn, hlp in (("add", cmd_add, "create a login"), ("passwd", cmd_passwd, "set a new password")):
