@@ -27,6 +27,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Dict, List, Optional
 from urllib.parse import parse_qs, urlparse
 
+from tests.fakes.server import LocalServer
+
 
 class LoadRejected(Exception):
     def __init__(self, reason: str, message: str):
@@ -53,7 +55,7 @@ def _arrow_matches(bq_type: str, mode: str, arrow_type) -> bool:
     return bool(ok and ok(arrow_type))
 
 
-class FakeBigQuery:
+class FakeBigQuery(LocalServer):
     def __init__(self):
         self.datasets: Dict[str, dict] = {}
         self.tables: Dict[str, dict] = {}          # "p.d.t" -> {"resource": ..., "rows": [...]}
@@ -112,19 +114,12 @@ class FakeBigQuery:
             def do_PUT(self):
                 self._send(*fake.route("PUT", self.path, self.headers, self._body()))
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.serve(Handler)
         return self
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def stop(self) -> None:
-        if self.server:
-            self.server.shutdown()
-            self.server.server_close()
+        return f"http://127.0.0.1:{self.port}"
 
     # ---- routing -------------------------------------------------------------------------------
 

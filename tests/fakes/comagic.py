@@ -23,6 +23,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Dict, List, Optional
 
+from tests.fakes.server import LocalServer
+
 TIME_FMT = "%Y-%m-%d %H:%M:%S"
 
 REPORT_PARAMS = {"access_token", "user_id", "date_from", "date_till", "limit", "offset", "filter", "sort", "fields"}
@@ -42,7 +44,7 @@ def _add_months(d: dt.datetime, months: int) -> dt.datetime:
     return d.replace(year=y, month=m, day=min(d.day, calendar.monthrange(y, m)[1]))
 
 
-class FakeComagic:
+class FakeComagic(LocalServer):
     def __init__(self, *, calls: int = 1000, first_day: dt.date = dt.date(2026, 1, 1), days: int = 10,
                  login: str = "analytics", password: str = "secret-pw", permanent_key: str = "perm-key-1",
                  token_ttl: float = 3600.0, max_limit: int = 10000, max_reach: int = 110000,
@@ -157,19 +159,12 @@ class FakeComagic:
                 self.end_headers()
                 self.wfile.write(raw)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.serve(Handler)
         return self
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v2.0"
-
-    def stop(self) -> None:
-        if self.server:
-            self.server.shutdown()
-            self.server.server_close()
+        return f"http://127.0.0.1:{self.port}/v2.0"
 
     # ---- JSON-RPC ------------------------------------------------------------------------------
 
