@@ -31,6 +31,8 @@ MC_USER=(); [ "$(id -u)" -eq 0 ] && MC_USER=(-u root)
 memcached -l 127.0.0.1 -p "$MC_PORT" -U 0 "${MC_USER[@]}" &
 PIDS+=($!)
 
+# The testbed root carries Asterisk's English prompts; the demo plays its beep as the message.
+BEEP=$(.venv/bin/python -c "from tests.support.asterisk import asterisk_root; print(asterisk_root() / 'usr/share/asterisk/sounds/en_US_f_Allison/beep')")
 cat > "$DEMO/asterisk-kit.ini" <<INI
 # Demo configuration written by scripts/demo.sh (testbed Asterisk, local memcached, SQLite).
 [general]
@@ -58,6 +60,8 @@ port = $PORT
 
 [dialer]
 dial_out = Local/\${NUMBER}@demo-callee
+sound = $BEEP
+ivr_prompt = $BEEP
 INI
 # A callee that answers every demo call, so the autodialer can be tried without a trunk.
 cat > "$(j etc_dir)/extensions_test_demo.conf" <<'DP'
