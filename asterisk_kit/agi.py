@@ -16,6 +16,7 @@ from typing import Callable, Dict, List, Optional
 HANDLERS: Dict[str, str] = {
     # name used in the dialplan -> "module:function"
     "dialer-event": "asterisk_kit.dialer.agi:event",
+    "nimbox-call": "asterisk_kit.nimbox.hook:call",
 }
 
 STATUS_VAR = "ASTERISK_KIT_AGI_STATUS"

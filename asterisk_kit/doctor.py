@@ -17,6 +17,7 @@ Check = Tuple[str, bool, str]
 CAPABILITY_CHECKS = {
     "comagic": "asterisk_kit.comagic:doctor_checks",
     "dialer": "asterisk_kit.dialer:doctor_checks",
+    "nimbox": "asterisk_kit.nimbox:doctor_checks",
 }
 
 

@@ -86,6 +86,14 @@ def cron_jobs(cfg) -> List[dict]:
     if cfg.has("dialer"):
         jobs.append({"comment": "autodialer: start today's run when its time has come",
                      "schedule": "* * * * *", "user": "root", "args": "dialer tick"})
+    if cfg.has("nimbox"):
+        n = cfg["nimbox"]
+        if n["cron_incremental"]:
+            jobs.append({"comment": "NiMbox: outbox and the CDR of the last hours", "schedule": n["cron_incremental"],
+                         "user": "root", "args": "nimbox sync"})
+        if n["cron_full"]:
+            jobs.append({"comment": "NiMbox: outbox and the CDR of the last days", "schedule": n["cron_full"],
+                         "user": "root", "args": "nimbox sync --full"})
     return jobs
 
 

@@ -1,0 +1,71 @@
+"""Kit configs and test dialplan for the NiMbox tests (hook on the testbed, sync on MariaDB).
+
+Test calls: `Local/NUMBER@kit-test-nimbox` attaches the kit's hangup handler (Gosub nimbox-attach)
+between two stamp handlers that write the wall time (ms) into AstDB family kittest, keyed by the
+call's linkedid: `begin` runs just before the kit's handler, `end` just after it (hangup handlers
+run last pushed first), so a test reads how long the kit held the channel's teardown. The callee
+answers, waits DIGIT-of-last seconds (0 -> 1 s), hangs up.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Dict, Optional
+
+from tests.support.asterisk import Asterisk, kit_section
+
+DIALPLAN = r"""[kit-test-nimbox]
+exten => _X.,1,Set(CHANNEL(hangup_handler_push)=kit-test-stamp,end,1)
+ same => n,Gosub(nimbox-attach,s,1)
+ same => n,Set(CHANNEL(hangup_handler_push)=kit-test-stamp,begin,1)
+ same => n,Set(CDR(recordingfile)=out-${EXTEN}-${CALLERID(num)}-${STRFTIME(${EPOCH},,%Y%m%d-%H%M%S)}-${UNIQUEID}.wav)
+ same => n,Dial(Local/${EXTEN}@kit-test-nimbox-callee)
+ same => n,Hangup()
+
+[kit-test-nimbox-callee]
+exten => _X.,1,Answer()
+ same => n,Wait(${IF($[${EXTEN:-1} > 0]?${EXTEN:-1}:1)})
+ same => n,Hangup()
+
+[kit-test-stamp]
+exten => begin,1,Set(DB(kittest/${CDR(linkedid)}-begin)=${STRFTIME(,,%s.%3q)})
+ same => n,Return()
+exten => end,1,Set(DB(kittest/${CDR(linkedid)}-end)=${STRFTIME(,,%s.%3q)})
+ same => n,Return()
+"""
+
+
+def nimbox_config(tmp_path: Path, a: Optional[Asterisk], url: str, token: str = "tok-secret",
+                  mysql: str = "", **nimbox) -> Path:
+    n = {"url": url, "token": token, "hook_timeout": "1", "timeout": "5", "concurrency": "4",
+         "destination_rules": r"^9(\d{7,})$ => \1; ^(\d{7})$ => 495\1",
+         "recording_url": "https://pbx.example.com/monitor/{year}/{month}/{day}/{recordingfile}"}
+    n.update({k: str(v) for k, v in nimbox.items()})
+    cfg = tmp_path / "kit.ini"
+    text = (f"[general]\ndata_dir = {tmp_path}/data\n[log]\ndir = {tmp_path}/log\nlevel = DEBUG\n"
+            + (kit_section(a) if a else "[asterisk]\nami_user = x\nami_secret = x\nrun_user =\n")
+            + mysql + "[nimbox]\n" + "".join(f"{k} = {v}\n" for k, v in n.items()))
+    cfg.write_text(text)
+    return cfg
+
+
+def place_call(a: Asterisk, number: str, caller: str = "101", tag: str = "") -> None:
+    """A call file that runs NUMBER through the test context; the caller side just waits."""
+    name = f"nimbox-{number}-{tag or time.monotonic_ns()}.call"
+    tmp = a.spool_dir / "tmp" / name
+    tmp.write_text(f"Channel: Local/{number}@kit-test-nimbox\nCallerID: \"Test\" <{caller}>\n"
+                   f"Application: Wait\nData: 20\nArchive: no\n")
+    os.rename(tmp, a.spool_dir / "outgoing" / name)
+
+
+def stamps(a: Asterisk) -> Dict[str, Dict[str, float]]:
+    """linkedid -> {"begin": t, "end": t} from AstDB."""
+    out: Dict[str, Dict[str, float]] = {}
+    for line in a.cli("database show kittest").splitlines():
+        if not line.startswith("/kittest/"):
+            continue
+        key, _, value = line.partition(":")
+        linkedid, _, which = key.strip()[len("/kittest/"):].rpartition("-")
+        out.setdefault(linkedid, {})[which] = float(value.strip())
+    return out

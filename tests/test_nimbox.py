@@ -1,0 +1,173 @@
+"""NiMbox CRM push: client outcomes against the fake, call fields, outbox, hook on the real testbed,
+replicator on the real MariaDB."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+import time
+
+import pytest
+
+from asterisk_kit.config import ConfigError, load, parse_text
+from asterisk_kit.nimbox import client
+from asterisk_kit.nimbox.call import CallBuilder, format_initiated, monitor_date
+from tests.fakes.nimbox import FakeNimbox
+from tests.support.kitcli import kit
+from tests.support.nimbox import DIALPLAN, nimbox_config, place_call, stamps
+
+
+@pytest.fixture()
+def fake():
+    f = FakeNimbox().start()
+    yield f
+    f.stop()
+
+
+def db(cfg):
+    c = sqlite3.connect(cfg.parent / "data" / "asterisk-kit.sqlite")
+    c.row_factory = sqlite3.Row
+    return c
+
+
+# ---- client ----------------------------------------------------------------------------------------
+
+P = {"initiated": "2026-11-23T18:00:05", "source": "101", "destination": "84951234567", "duration": "3"}
+
+
+def test_client_outcomes_against_the_fake(fake):
+    c = client.NimboxClient(fake.url, fake.token, timeout=2)
+    r = c.create(P)
+    assert r.kind == client.CREATED and r.phonecall_id
+    assert c.create(P).kind == client.EXISTS                                # uniqueness key
+    assert c.create(dict(P, destination="1234567")).kind == client.REJECTED   # unknown destination
+    assert "destination" in c.create(dict(P, destination="1234567")).detail
+    bad = client.NimboxClient(fake.url, "wrong", timeout=2).create(dict(P, source="102"))
+    assert bad.kind == client.TEMPORARY and bad.auth                        # the call must not be dropped
+    fake.mode = "503"
+    assert c.create(dict(P, source="103")).kind == client.TEMPORARY
+    fake.mode = "reset"
+    assert c.create(dict(P, source="103")).kind == client.TEMPORARY
+    assert client.send_once(fake.url, fake.token, dict(P, source="103"), 1).kind == client.TEMPORARY
+    fake.mode = "up"
+    # The stdlib transport of the hook gives the same outcomes.
+    assert client.send_once(fake.url, fake.token, dict(P, source="103"), 1).kind == client.CREATED
+    assert client.send_once(fake.url, fake.token, dict(P, source="103"), 1).kind == client.EXISTS
+    assert client.send_once("http://127.0.0.1:9", fake.token, P, 1).kind == client.TEMPORARY
+    assert set(fake.records) == {tuple(P[k] for k in ("initiated", "source", "destination")),
+                                 ("2026-11-23T18:00:05", "103", "84951234567")}
+    # A duplicate answered as a success (the other possible reading of the API) is also fine.
+    fake.duplicate_style = "success"
+    assert c.create(P).kind == client.CREATED and len(fake.records) == 2
+
+
+def test_classify_both_json_shapes_and_garbage():
+    ok = client.classify(200, b'{"error": false, "contactId": 12334, "phonecallId": 3241}')
+    assert ok.kind == client.CREATED and ok.phonecall_id == 3241
+    rej = client.classify(200, json.dumps({"error": True, "errors": {"destination": "No existe ningún contacto"}}).encode())
+    assert rej.kind == client.REJECTED and rej.done
+    assert client.classify(200, b'{"error": true, "errors": {"phonecall": "La llamada ya existe"}}').kind == client.EXISTS
+    for status, body in ((200, b"<html>maintenance</html>"), (502, b""), (200, b'{"error": true, "errors": {}}'),
+                         (200, b"[]"), (401, b"")):
+        o = client.classify(status, body)
+        assert o.kind == client.TEMPORARY and not o.done, (status, body)
+
+
+def test_delete_range_is_inclusive_for_the_caller(fake):
+    c = client.NimboxClient(fake.url, fake.token, timeout=2)
+    for day in ("2026-11-20", "2026-11-21", "2026-11-22", "2026-11-23"):
+        assert c.create(dict(P, initiated=f"{day}T10:00:00")).kind == client.CREATED
+    assert c.delete(dt.date(2026, 11, 21), dt.date(2026, 11, 22)) == 2
+    assert sorted(k[0][:10] for k in fake.records) == ["2026-11-20", "2026-11-23"]
+    with pytest.raises(client.NimboxError):
+        client.NimboxClient(fake.url, "wrong", timeout=2).delete(dt.date(2026, 11, 20), dt.date(2026, 11, 20))
+
+
+# ---- call fields ------------------------------------------------------------------------------------
+
+def _cfg(tmp_path, tz="Europe/Moscow", **n):
+    n = {"url": "http://127.0.0.1:1", "token": "t", **n}
+    text = (f"[general]\ndata_dir = {tmp_path}\ntimezone = {tz}\n[asterisk]\nami_user = x\nami_secret = x\n"
+            "[nimbox]\n" + "".join(f"{k} = {v}\n" for k, v in n.items()))
+    return parse_text(text, tmp_path / "kit.ini")
+
+
+def test_initiated_zone_handling():
+    local = dt.datetime(2026, 11, 23, 18, 0, 5)
+    from zoneinfo import ZoneInfo
+    msk = ZoneInfo("Europe/Moscow")
+    assert format_initiated(local, "local", msk) == "2026-11-23T18:00:05"
+    assert format_initiated(local, "offset", msk) == "2026-11-23T18:00:05+03:00"
+    assert format_initiated(local, "utc", msk) == "2026-11-23T15:00:05Z"
+    assert format_initiated(local, "local-z", msk) == "2026-11-23T18:00:05Z"   # the old script's label
+
+
+def test_hook_and_cdr_build_the_same_call(tmp_path):
+    cfg = _cfg(tmp_path, destination_rules=r"^9(\d{7,})$ => \1; ^(\d{7})$ => 495\1",
+               recording_url="https://pbx/monitor/{year}/{month}/{day}/{recordingfile}", initiated_format="utc")
+    b = CallBuilder(cfg)
+    epoch = dt.datetime(2026, 11, 23, 15, 0, 5, 900000, tzinfo=dt.timezone.utc).timestamp()
+    rec = "out-92345678-101-20261123-180005-1700000000.12.wav"
+    from_hook = b.build(b.local_from_epoch(epoch), "101", "92345678", 7, 5, rec, "1700000000.12")
+    from_cdr = b.from_cdr({"calldate": dt.datetime(2026, 11, 23, 18, 0, 5), "src": "101", "dst": "92345678",
+                           "duration": 7, "billsec": 5, "recordingfile": rec, "linkedid": "1700000000.12"})
+    assert from_hook == from_cdr
+    assert from_hook.key == ("2026-11-23T15:00:05Z", "101", "4952345678")   # 9 stripped, area code added
+    assert from_hook.url == "https://pbx/monitor/2026/11/23/" + rec
+    assert from_hook.duration == 7
+    assert b.build(b.local_from_epoch(epoch), "101", "984951234567", 7, 5, "", "").destination == "84951234567"
+    assert b.build(b.local_from_epoch(epoch), "101", "84951234567", 7, 5, "", "").url == ""
+    assert monitor_date("external-101-84951234567-20250102-101010-1.2.wav", dt.datetime(2026, 1, 1)) == ("2025", "01", "02")
+    assert monitor_date("odd.wav", dt.datetime(2026, 1, 9)) == ("2026", "01", "09")
+    assert not b.qualifies("101", "ANSWERED") and b.qualifies("2345678", "BUSY")
+
+
+def test_config_errors_name_section_and_key(tmp_path):
+    for key, value in (("destination_rules", "^9( => 1"), ("destination_rules", "^9 => abc"),
+                       ("recording_url", "https://pbx/{password}"), ("initiated_format", "gmt"),
+                       ("cron_full", "every night")):
+        with pytest.raises(ConfigError) as e:
+            _cfg(tmp_path, **{key: value})
+        assert f"[nimbox] {key}" in str(e.value), str(e.value)
+    with pytest.raises(ConfigError) as e:
+        parse_text(f"[asterisk]\nami_user = x\nami_secret = x\n[nimbox]\nurl = http://x\n", tmp_path / "k.ini")
+    assert "[nimbox] token: missing" in str(e.value)
+
+
+def test_install_renders_hook_and_cron(tmp_path):
+    cfg = nimbox_config(tmp_path, None, "http://127.0.0.1:1", cron_full="30 2 * * *", cron_incremental="off")
+    from asterisk_kit.install import render_cron, render_dialplan
+    c = load(str(cfg))
+    plan = render_dialplan(c)
+    assert "[nimbox-hangup]" in plan and "Set(AGISIGHUP=no)" in plan and "nimbox-call,${CDR(start,u)}" in plan
+    assert "[nimbox-attach]" in plan and "hangup_handler_push" in plan
+    hangup = plan.split("[nimbox-hangup]")[1]
+    assert hangup.strip().splitlines()[-1].strip().endswith("Return()")
+    cron = render_cron(c)
+    assert "30 2 * * * root" in cron and "nimbox sync --full" in cron
+    assert "nimbox sync >" not in cron                     # incremental switched off
+
+
+def test_sync_without_mysql_drains_the_outbox_and_is_locked(tmp_path, fake):
+    cfg = nimbox_config(tmp_path, None, fake.url)
+    from asterisk_kit.nimbox import outbox
+    from asterisk_kit.nimbox.call import CallBuilder
+    c = load(str(cfg))
+    b = CallBuilder(c)
+    conn = outbox.connect(c)
+    calls = [b.build(dt.datetime(2026, 11, 23, 10, 0, i), "101", "84951234567", 5, 3, "", f"1.{i}") for i in range(5)]
+    calls.append(b.build(dt.datetime(2026, 11, 23, 10, 1, 0), "101", "1234567890123456789", 5, 3, "", "2.0"))
+    for call in calls:
+        assert outbox.add_pending(conn, call, "hook")
+    assert not outbox.add_pending(conn, calls[0], "hook")   # once only
+    from asterisk_kit.lock import JobLock
+    with JobLock(c.data_dir, "nimbox-sync"):
+        r = kit(cfg, "nimbox", "sync")
+        assert r.returncode == 75, r.stderr
+    r = kit(cfg, "nimbox", "sync")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "created 5," in r.stdout and "rejected 1," in r.stdout, r.stdout
+    assert len(fake.records) == 5
+    assert outbox.counts(conn) == {"created": 5, "rejected": 1}
+    r = kit(cfg, "nimbox", "sync")
+    assert "created 0," in r.stdout and fake.create_requests == 6   # nothing re-sent
