@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import sqlite3
 import time
 
 import pytest
@@ -25,9 +24,8 @@ def fake():
 
 
 def db(cfg):
-    c = sqlite3.connect(cfg.parent / "data" / "asterisk-kit.sqlite")
-    c.row_factory = sqlite3.Row
-    return c
+    from asterisk_kit.nimbox import outbox
+    return outbox.connect(load(str(cfg)))     # creates the store the way the kit does
 
 
 # ---- client ----------------------------------------------------------------------------------------
@@ -107,7 +105,7 @@ def test_hook_and_cdr_build_the_same_call(tmp_path):
                recording_url="https://pbx/monitor/{year}/{month}/{day}/{recordingfile}", initiated_format="utc")
     b = CallBuilder(cfg)
     epoch = dt.datetime(2026, 11, 23, 15, 0, 5, 900000, tzinfo=dt.timezone.utc).timestamp()
-    rec = "out-92345678-101-20261123-180005-1700000000.12.wav"
+    rec = "out-92345671-101-20261123-180005-1700000000.12.wav"
     from_hook = b.build(b.local_from_epoch(epoch), "101", "92345678", 7, 5, rec, "1700000000.12")
     from_cdr = b.from_cdr({"calldate": dt.datetime(2026, 11, 23, 18, 0, 5), "src": "101", "dst": "92345678",
                            "duration": 7, "billsec": 5, "recordingfile": rec, "linkedid": "1700000000.12"})
@@ -171,3 +169,92 @@ def test_sync_without_mysql_drains_the_outbox_and_is_locked(tmp_path, fake):
     assert outbox.counts(conn) == {"created": 5, "rejected": 1}
     r = kit(cfg, "nimbox", "sync")
     assert "created 0," in r.stdout and fake.create_requests == 6   # nothing re-sent
+
+
+# ---- the hangup hook on the real testbed ----------------------------------------------------------
+
+@pytest.fixture()
+def hooked(tmp_path, asterisk, fake):
+    """A kit config against the testbed and the fake; the kit's dialplan installed and loaded."""
+    asterisk.add_test_dialplan("nimbox", DIALPLAN, reload=False)
+
+    def make(**keys):
+        cfg = nimbox_config(tmp_path, asterisk, fake.url, **keys)
+        kit(cfg, "install", "--asterisk-etc", str(asterisk.etc_dir), "--no-initd", "--no-cron", "--reload",
+            check=True)
+        return cfg
+    return make
+
+
+def _wait(cond, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+@pytest.mark.asterisk
+def test_call_hangs_up_and_nimbox_has_it(hooked, asterisk, fake):
+    cfg = hooked()
+    t0 = time.time()
+    place_call(asterisk, "92345671", caller="101")        # outside prefix 9 + a 7-digit local number
+    place_call(asterisk, "984951230001", caller="102")
+    place_call(asterisk, "555", caller="103")             # internal: under min_destination_length
+    fake.wait_records(2, timeout=30)
+    recs = {r["source"]: r for r in fake.records.values()}
+    assert set(recs) == {"101", "102"}
+    r = recs["101"]
+    assert r["destination"] == "4952345671" and recs["102"]["destination"] == "84951230001"
+    started = dt.datetime.strptime(r["initiated"], "%Y-%m-%dT%H:%M:%S")   # local time, no suffix (default)
+    assert abs(started.timestamp() - t0) < 10
+    assert r["duration"] in ("1", "2", "3")
+    assert r["url"].startswith(f"https://pbx.example.com/monitor/{started:%Y/%m/%d}/out-92345671-101-{started:%Y%m%d}-")
+    # Within a second of the hangup: the stamp handler ran just before the kit's.
+    _wait(lambda: sum("end" in s for s in stamps(asterisk).values()) >= 3, 20, "the stamps")
+    st = stamps(asterisk)
+    delays = sorted(rec["at"] - st[rec["source"]]["begin"] for rec in fake.records.values())
+    assert len(delays) == 2, delays
+    assert all(0 < d < 1.0 for d in delays), delays
+    conn = db(cfg)
+    assert {row["state"] for row in conn.execute("SELECT state FROM nimbox_calls")} == {"created"}
+    assert conn.execute("SELECT count(*) FROM nimbox_calls").fetchone()[0] == 2
+    # The AGI told the dialplan it succeeded, and Asterisk logged no AGI trouble.
+    assert "nimbox-call failed" not in asterisk.messages()
+
+
+@pytest.mark.asterisk
+def test_nimbox_down_calls_wait_in_the_outbox_then_sync_sends_each_once(hooked, asterisk, fake, tmp_path):
+    cfg = hooked(hook_timeout="1")
+    fake.mode, fake.hang_seconds = "hang", 8          # accepts, never answers in time
+    numbers = ["84951110001", "84951110002", "84951110003"]
+    for i, n in enumerate(numbers):
+        place_call(asterisk, n, caller=f"20{i}")
+    conn = db(cfg)
+    _wait(lambda: conn.execute("SELECT count(*) FROM nimbox_calls WHERE state = 'pending' AND attempts = 1")
+          .fetchone()[0] == 3, 40, "three calls in the outbox")
+    held = _wait(lambda: [s["end"] - s["begin"] for s in stamps(asterisk).values() if "end" in s and "begin" in s]
+                 if sum("end" in s for s in stamps(asterisk).values()) >= 3 else None, 20, "the stamps")
+    # The teardown waited for the hook no longer than its timeout (plus the script's start-up).
+    assert all(d < 1.0 + 1.5 for d in held), held
+    fake.mode = "reset"                                # now: connection closed without an answer
+    place_call(asterisk, "84951110004", caller="204")
+    _wait(lambda: conn.execute("SELECT count(*) FROM nimbox_calls WHERE state = 'pending'").fetchone()[0] == 4,
+          40, "the fourth call in the outbox")
+    assert not fake.records
+    r = kit(cfg, "nimbox", "sync")
+    assert r.returncode == 1 and "stay in the outbox" in r.stderr      # still down: nothing lost
+    fake.mode = "up"
+    r = kit(cfg, "nimbox", "sync")
+    assert r.returncode == 0, r.stdout + r.stderr
+    # A hung request may have been completed by NiMbox after the hook gave up: it answers "exists".
+    import re
+    created, there = map(int, re.search(r"created (\d+), already there (\d+)", r.stdout).groups())
+    assert created + there == 4 and created >= 1, r.stdout
+    assert sorted(k[2] for k in fake.records) == sorted(numbers + ["84951110004"])   # each exactly once
+    assert {row["state"] for row in conn.execute("SELECT state FROM nimbox_calls")} <= {"created", "exists"}
+    sent = fake.create_requests
+    r = kit(cfg, "nimbox", "sync")
+    assert "created 0," in r.stdout and len(fake.records) == 4 and fake.create_requests == sent

@@ -98,8 +98,11 @@ class FakeNimbox(LocalServer):
                 self.send_response(status)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True   # the client gave up (its timeout): NiMbox did the work
 
         self.serve(Handler)
         return self

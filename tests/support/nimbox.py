@@ -1,8 +1,8 @@
 """Kit configs and test dialplan for the NiMbox tests (hook on the testbed, sync on MariaDB).
 
 Test calls: `Local/NUMBER@kit-test-nimbox` attaches the kit's hangup handler (Gosub nimbox-attach)
-between two stamp handlers that write the wall time (ms) into AstDB family kittest, keyed by the
-call's linkedid: `begin` runs just before the kit's handler, `end` just after it (hangup handlers
+between two stamp handlers that write the wall time (ms) into AstDB family kittest, keyed by the caller
+number: `begin` runs just before the kit's handler, `end` just after it (hangup handlers
 run last pushed first), so a test reads how long the kit held the channel's teardown. The callee
 answers, waits DIGIT-of-last seconds (0 -> 1 s), hangs up.
 """
@@ -29,9 +29,9 @@ exten => _X.,1,Answer()
  same => n,Hangup()
 
 [kit-test-stamp]
-exten => begin,1,Set(DB(kittest/${CDR(linkedid)}-begin)=${STRFTIME(,,%s.%3q)})
+exten => begin,1,Set(DB(kittest/${CALLERID(num)}-begin)=${STRFTIME(,,%s.%3q)})
  same => n,Return()
-exten => end,1,Set(DB(kittest/${CDR(linkedid)}-end)=${STRFTIME(,,%s.%3q)})
+exten => end,1,Set(DB(kittest/${CALLERID(num)}-end)=${STRFTIME(,,%s.%3q)})
  same => n,Return()
 """
 
@@ -60,7 +60,7 @@ def place_call(a: Asterisk, number: str, caller: str = "101", tag: str = "") -> 
 
 
 def stamps(a: Asterisk) -> Dict[str, Dict[str, float]]:
-    """linkedid -> {"begin": t, "end": t} from AstDB."""
+    """caller number -> {"begin": t, "end": t} from AstDB."""
     out: Dict[str, Dict[str, float]] = {}
     for line in a.cli("database show kittest").splitlines():
         if not line.startswith("/kittest/"):
