@@ -258,3 +258,116 @@ def test_nimbox_down_calls_wait_in_the_outbox_then_sync_sends_each_once(hooked, 
     sent = fake.create_requests
     r = kit(cfg, "nimbox", "sync")
     assert "created 0," in r.stdout and len(fake.records) == 4 and fake.create_requests == sent
+
+
+# ---- the replicator on the real MariaDB --------------------------------------------------------------
+
+def cdr_rows(n: int, base: dt.datetime, prefix: str = "1"):
+    """N calls from BASE on, one second apart, some with several rows (legs of one call), and what
+    NiMbox must end up with: {key: (duration, url-suffix)} plus the count of unknown destinations.
+    Kinds by i % 10: 0 internal (3 digits: not sent), 1 outside prefix 9 + 7 digits, 2 seven digits
+    (area code added), 3 a number no contact has (rejected), else a full 11-digit number. The first
+    qualifying row of a call stands for it."""
+    rows, expected, unknown = [], {}, 0
+    for i in range(n):
+        t = base + dt.timedelta(seconds=i)
+        kind = i % 10
+        num = f"{i:07d}"
+        dst = {0: f"1{i % 100:02d}", 1: "9" + num[:-1] + "7", 2: "2" + num[1:], 3: "1" * 9 + num}.get(kind, "8495" + num)
+        src = f"1{i % 50:02d}"
+        linkedid = f"{prefix}{1700000000 + i}.{i}"
+        rec = f"out-{dst}-{src}-{t:%Y%m%d-%H%M%S}-{linkedid}.wav" if i % 2 else ""
+        dur, bill = 10 + i % 30, 5 + i % 20
+        rows.append((t, src, dst, dur, bill, "ANSWERED", rec, linkedid, linkedid, 1))
+        if i % 3 == 0:   # a second leg of the same call: another dst, later; must not be sent
+            rows.append((t + dt.timedelta(seconds=5), src, "84990000000", dur - 5, bill, "ANSWERED", "",
+                         linkedid, f"{prefix}{1700000000 + i}.{i + 1}", 2))
+        if i % 7 == 0:   # the same leg twice (another sequence)
+            rows.append((t, src, dst, dur, bill, "ANSWERED", rec, linkedid, linkedid, 0 if i % 3 else 3))
+        if kind == 0:
+            if i % 3 == 0:   # internal first leg, transferred out: the outside leg stands for the call
+                expected[((t + dt.timedelta(seconds=5)).strftime("%Y-%m-%dT%H:%M:%S"), src, "84990000000")] = \
+                    (str(dur - 5), "")
+            continue
+        if kind == 3:
+            unknown += 1
+            continue
+        d = {1: "495" + num[:-1] + "7", 2: "495" + "2" + num[1:]}.get(kind, dst)
+        expected[(t.strftime("%Y-%m-%dT%H:%M:%S"), src, d)] = (str(dur), rec)
+    return rows, expected, unknown
+
+
+def insert_cdr(mariadb, rows):
+    sql = ("INSERT INTO cdr (calldate, src, dst, duration, billsec, disposition, recordingfile, linkedid, uniqueid, "
+           "sequence) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)")
+    for i in range(0, len(rows), 2000):
+        mariadb.executemany(sql, rows[i:i + 2000], database="asteriskcdrdb")
+
+
+@pytest.fixture()
+def cdr(mariadb):
+    mariadb.execute("TRUNCATE TABLE cdr", database="asteriskcdrdb")
+    yield mariadb
+    mariadb.execute("TRUNCATE TABLE cdr", database="asteriskcdrdb")
+
+
+def _now():
+    return dt.datetime.now().replace(microsecond=0)
+
+
+def test_replicator_sends_every_qualifying_call_once(tmp_path, cdr, fake):
+    rows, expected, unknown = cdr_rows(3000, _now() - dt.timedelta(minutes=100))
+    old_rows, old_expected, old_unknown = cdr_rows(40, _now() - dt.timedelta(days=5), prefix="2")
+    insert_cdr(cdr, rows + old_rows)
+    cfg = nimbox_config(tmp_path, None, fake.url, mysql=cdr.mysql_section(), incremental_hours="3", full_days="30")
+    r = kit(cfg, "nimbox", "sync", timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert set(fake.records) == set(expected)
+    assert all(n == 1 for n in fake.attempts.values())          # de-duplicated before sending
+    for key, (dur, rec) in expected.items():
+        got = fake.records[key]
+        assert got["duration"] == dur
+        assert got["url"] == (f"https://pbx.example.com/monitor/{key[0][:4]}/{key[0][5:7]}/{key[0][8:10]}/{rec}"
+                              if rec else "")
+    assert f"created {len(expected)}," in r.stdout and f"rejected {unknown}," in r.stdout, r.stdout
+    # Re-run: nothing new, not even a request.
+    sent = fake.create_requests
+    r = kit(cfg, "nimbox", "sync", timeout=300)
+    assert r.returncode == 0 and "created 0," in r.stdout and fake.create_requests == sent, r.stdout
+    # The same again with the kit's memory lost: NiMbox's own uniqueness answers, nothing doubles.
+    (tmp_path / "data" / "asterisk-kit.sqlite").unlink()
+    for extra in ("-wal", "-shm"):
+        (tmp_path / "data" / f"asterisk-kit.sqlite{extra}").unlink(missing_ok=True)
+    r = kit(cfg, "nimbox", "sync", timeout=300)
+    assert r.returncode == 0 and "created 0," in r.stdout and f"already there {len(expected)} " in r.stdout, r.stdout
+    assert set(fake.records) == set(expected)
+    # --full reaches the older calls too; --since a window of its own.
+    r = kit(cfg, "nimbox", "sync", "--full", timeout=300)
+    assert r.returncode == 0 and f"created {len(old_expected)}," in r.stdout, r.stdout
+    assert set(fake.records) == set(expected) | set(old_expected)
+
+
+def test_replicator_killed_mid_run_loses_nothing_and_doubles_nothing(tmp_path, cdr):
+    import signal
+    import subprocess
+    from tests.support.kitcli import BIN
+    slow = FakeNimbox(latency=0.02).start()
+    try:
+        rows, expected, _ = cdr_rows(2500, _now() - dt.timedelta(minutes=60))
+        insert_cdr(cdr, rows)
+        cfg = nimbox_config(tmp_path, None, slow.url, mysql=cdr.mysql_section(), concurrency="4")
+        p = subprocess.Popen([str(BIN), "--config", str(cfg), "nimbox", "sync"], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        slow.wait_records(300, timeout=120)
+        p.send_signal(signal.SIGKILL)
+        p.wait(10)
+        assert 300 <= len(slow.records) < len(expected)
+        r = kit(cfg, "nimbox", "sync", timeout=300)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert set(slow.records) == set(expected)
+        # What the killed run had sent but not yet recorded was sent once more and answered "exists".
+        assert max(slow.attempts.values()) <= 2
+        r = kit(cfg, "nimbox", "sync", timeout=300)
+        assert "created 0," in r.stdout and set(slow.records) == set(expected)
+    finally:
+        slow.stop()
