@@ -2,9 +2,9 @@
 
 AGI(asterisk-kit-agi,nimbox-call,START_EPOCH,SRC,DST,DURATION,BILLSEC,DISPOSITION,RECORDINGFILE,LINKEDID)
 
-It writes the call to the outbox (committed), sends it to NiMbox with a short timeout
-([nimbox] hook_timeout), and records the outcome; when NiMbox cannot be reached the call simply
-stays in the outbox for `asterisk-kit nimbox sync`. Stdlib only on this path (no requests).
+It sends the call to NiMbox with a short timeout ([nimbox] hook_timeout), then records the outcome
+in the store; when NiMbox cannot be reached the call is committed to the outbox for
+`asterisk-kit nimbox sync`. Stdlib only on this path (no requests), the store opened after the send.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def _int(v: str) -> int:
 
 
 def call(agi, cfg, args, log) -> None:
-    from . import client, outbox
+    from . import client
     from .call import BadCall, CallBuilder
     if len(args) != len(ARGS):
         log.warning("nimbox-call: expected %d arguments (%s), got %d: %r", len(ARGS), ",".join(ARGS), len(args), args)
@@ -37,18 +37,18 @@ def call(agi, cfg, args, log) -> None:
     except BadCall as e:
         log.warning("nimbox-call: not reported: %s", e)
         return
+    # Send first, store after: the request leaves before the store is even opened (the channel's
+    # teardown waits for us). The outcome, or the call itself when NiMbox could not take it, is
+    # committed before the script exits. A kill between the two loses no call: it is in the CDR,
+    # which the replicator reads; and a second report of a call NiMbox has answers "exists".
+    n = cfg["nimbox"]
+    res = client.send_once(n["url"], n["token"], c.params(), n["hook_timeout"])
+    from . import outbox
     conn = outbox.connect(cfg)
     try:
-        known = outbox.state_of(conn, c)
-        if known and known != outbox.PENDING:
-            log.info("nimbox-call: %s %s -> %s already %s", c.initiated, c.source, c.destination, known)
-            return
-        outbox.add_pending(conn, c, "hook")
-        n = cfg["nimbox"]
-        res = client.send_once(n["url"], n["token"], c.params(), n["hook_timeout"])
         outbox.record(conn, [(c, res.kind if res.done else outbox.PENDING, res.detail)], "hook")
-        level = 30 if res.kind in (client.REJECTED, client.TEMPORARY) else 20
-        log.log(level, "nimbox-call: %s %s -> %s: %s (%s)%s", c.initiated, c.source, c.destination, res.kind,
-                res.detail, "" if res.done else "; kept in the outbox")
     finally:
         conn.close()
+    level = 30 if res.kind in (client.REJECTED, client.TEMPORARY) else 20
+    log.log(level, "nimbox-call: %s %s -> %s: %s (%s)%s", c.initiated, c.source, c.destination, res.kind,
+            res.detail, "" if res.done else "; kept in the outbox")
