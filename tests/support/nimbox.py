@@ -69,3 +69,32 @@ def stamps(a: Asterisk) -> Dict[str, Dict[str, float]]:
         linkedid, _, which = key.strip()[len("/kittest/"):].rpartition("-")
         out.setdefault(linkedid, {})[which] = float(value.strip())
     return out
+
+
+CDR_COLUMNS = ("calldate", "src", "dst", "duration", "billsec", "disposition", "recordingfile", "linkedid",
+               "uniqueid", "sequence", "channel", "dcontext")
+
+
+def enable_cdr_csv(a: Asterisk) -> Path:
+    """Make the testbed write its CDR (the columns the kit reads) to log/cdr-custom/nimbox.csv, so a
+    test can load what Asterisk itself recorded into the MariaDB cdr table."""
+    (a.log_dir / "cdr-custom").mkdir(exist_ok=True)
+    fields = ",".join("${CSV_QUOTE(${CDR(%s)})}" % ("start" if c == "calldate" else c) for c in CDR_COLUMNS)
+    a.write_etc("cdr_custom.conf", f"[mappings]\nnimbox.csv => {fields}\n")
+    # Loaded at start without a config it may have declined: load it, or reload it when it is there.
+    shown = a.cli("module show like cdr_custom")
+    if "cdr_custom.so" in shown and "Not Running" not in shown:
+        a.cli("module reload cdr_custom.so")
+    else:   # declined at start ("Not Running"): take it out and load it again
+        if "cdr_custom.so" in shown:
+            a.cli("module unload cdr_custom.so")
+        a.cli("module load cdr_custom.so")
+    return a.log_dir / "cdr-custom" / "nimbox.csv"
+
+
+def read_cdr_csv(path: Path):
+    import csv
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return [dict(zip(CDR_COLUMNS, row)) for row in csv.reader(f)]
