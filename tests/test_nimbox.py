@@ -402,3 +402,52 @@ def test_hook_and_replicator_agree_on_the_cdr_asterisk_wrote(hooked, asterisk, f
     r = kit(cfg, "nimbox", "sync", "--since", since)
     assert r.returncode == 0 and "created 0, already there 3 (0 known, 3 answered" in r.stdout, r.stdout
     assert len(fake.records) == 3
+
+
+# ---- doctor, status, delete, progress ----------------------------------------------------------
+
+@pytest.mark.asterisk
+def test_doctor_checks_nimbox_and_the_hook(hooked, asterisk, fake, tmp_path):
+    cfg = hooked()
+    r = kit(cfg, "doctor")
+    got = {l.split(":", 1)[0].split(None, 1)[1]: l for l in r.stdout.splitlines() if ":" in l}
+    assert got["nimbox api"].startswith("ok") and "rejected" in got["nimbox api"], r.stdout
+    assert got["nimbox dialplan"].startswith("ok"), r.stdout
+    assert not fake.records                                # the probe created nothing
+    cfg.write_text(cfg.read_text().replace("token = tok-secret", "token = wrong"))
+    r = kit(cfg, "doctor")
+    line = [l for l in r.stdout.splitlines() if "nimbox api" in l][0]
+    assert r.returncode == 1 and line.startswith("FAILED") and "token" in line, r.stdout
+    assert "wrong" not in line
+
+
+def test_status_delete_and_terminal_progress(tmp_path, fake):
+    import os
+    import pty
+    import subprocess
+    from tests.support.kitcli import BIN
+    cfg = nimbox_config(tmp_path, None, fake.url)
+    from asterisk_kit.nimbox import outbox
+    c = load(str(cfg))
+    b = CallBuilder(c)
+    conn = outbox.connect(c)
+    for day in (20, 21, 22):
+        outbox.add_pending(conn, b.build(dt.datetime(2026, 11, day, 12, 0, 0), "101", "84951234567", 5, 3, "", ""), "hook")
+    r = kit(cfg, "nimbox", "status", check=True)
+    assert "outbox (pending): 3;" in r.stdout and "2026-11-21T12:00:00 101 -> 84951234567" in r.stdout
+    # Progress goes to a terminal only: run the sync with stderr on a pseudo-terminal.
+    master, slave = pty.openpty()
+    p = subprocess.run([str(BIN), "--config", str(cfg), "nimbox", "sync", "--verbose"], stdout=subprocess.PIPE,
+                       stderr=slave, text=True, timeout=120)
+    os.close(slave)
+    seen = os.read(master, 65536).decode(errors="replace")
+    os.close(master)
+    assert p.returncode == 0 and "created 3," in p.stdout
+    assert "\rcreated 3, already there 0" in seen, seen
+    # delete: the API's range is exclusive, the command's inclusive; the kit forgets those days.
+    r = kit(cfg, "nimbox", "delete", "--from", "2026-11-21", "--to", "2026-11-22", "--yes", check=True)
+    assert "deleted 2 call(s)" in r.stdout
+    assert sorted(k[0][:10] for k in fake.records) == ["2026-11-20"]
+    assert outbox.counts(conn) == {"created": 1}
+    r = kit(cfg, "nimbox", "delete", "--from", "2026-11-22", "--to", "2026-11-21", "--yes")
+    assert r.returncode == 1 and "before" in r.stderr
