@@ -47,7 +47,8 @@ class FakeNimbox(LocalServer):
         self.mode = "up"
         self.lock = threading.Lock()
         self.records: Dict[Tuple[str, str, str], dict] = {}
-        self.create_requests = 0
+        self.create_requests = 0                    # creates answered (counted when processed)
+        self.arrivals = 0                           # requests received (counted on arrival)
         self.attempts: Counter = Counter()          # key -> create requests that reached the data
         self.answers: Counter = Counter()           # created / duplicate / rejected / token / bad / fault
         self.connections = 0
@@ -73,6 +74,8 @@ class FakeNimbox(LocalServer):
                     fake.connections += 1
 
             def do_GET(self):
+                with fake.lock:
+                    fake.arrivals += 1
                 u = urlsplit(self.path)
                 q = {k: v[-1] for k, v in parse_qs(u.query, keep_blank_values=True).items()}
                 mode = fake.mode
