@@ -451,3 +451,21 @@ def test_status_delete_and_terminal_progress(tmp_path, fake):
     assert outbox.counts(conn) == {"created": 1}
     r = kit(cfg, "nimbox", "delete", "--from", "2026-11-22", "--to", "2026-11-21", "--yes")
     assert r.returncode == 1 and "before" in r.stderr
+
+
+def test_replicator_stops_early_when_nimbox_is_down(tmp_path, cdr, fake):
+    rows, expected, _ = cdr_rows(600, _now() - dt.timedelta(minutes=30))
+    insert_cdr(cdr, rows)
+    cfg = nimbox_config(tmp_path, None, fake.url, mysql=cdr.mysql_section(), concurrency="4")
+    fake.mode = "503"
+    r = kit(cfg, "nimbox", "sync", timeout=300)
+    assert r.returncode == 1 and "stopped early" in r.stderr, r.stdout + r.stderr
+    assert fake.arrivals <= 20 + 4                  # gave up after 20 failures in a row, not 500 requests
+    fake.mode = "up"
+    r = kit(cfg, "nimbox", "sync", timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert set(fake.records) == set(expected)
+    import re
+    waited = int(re.search(r"outbox (\d+),", r.stdout).group(1))   # the failed ones waited in the outbox
+    assert 20 <= waited <= 24, r.stdout
+    assert all(n == 1 for n in fake.attempts.values())

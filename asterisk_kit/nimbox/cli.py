@@ -74,6 +74,9 @@ def cmd_sync(ctx) -> int:
         print(s.line())
         if s.auth_failed:
             print("asterisk-kit: NiMbox refused the token: check [nimbox] token; nothing was lost", file=sys.stderr)
+        elif s.gave_up:
+            print(f"asterisk-kit: NiMbox kept failing ({'; '.join(s.errors[:2])}): stopped early; nothing was lost, "
+                  f"the next run goes on", file=sys.stderr)
         elif s.failed:
             print(f"asterisk-kit: {s.failed} call(s) could not be sent ({'; '.join(s.errors[:2])}); "
                   f"they stay in the outbox", file=sys.stderr)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from typing import Iterable, List, Optional, Tuple
+from typing import Iterable, Iterator, List, Optional, Tuple
 
 from .. import storage
 from .call import Call
@@ -82,6 +82,21 @@ def pending(conn, limit: Optional[int] = None) -> List[Call]:
            "WHERE state = ? ORDER BY calldate")
     rows = conn.execute(sql + (f" LIMIT {int(limit)}" if limit else ""), (PENDING,)).fetchall()
     return [Call(*tuple(r)) for r in rows]
+
+
+def iter_pending(conn, page: int = 1000) -> Iterator[Call]:
+    """The outbox in pages (rowid order), so a large outbox never sits in memory whole and the
+    caller may write to the store between pages."""
+    last = 0
+    while True:
+        rows = conn.execute("SELECT rowid, initiated, source, destination, duration, url, linkedid, calldate "
+                            "FROM nimbox_calls WHERE state = ? AND rowid > ? ORDER BY rowid LIMIT ?",
+                            (PENDING, last, page)).fetchall()
+        if not rows:
+            return
+        last = rows[-1][0]
+        for r in rows:
+            yield Call(*tuple(r)[1:])
 
 
 def counts(conn) -> dict:

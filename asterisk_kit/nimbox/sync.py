@@ -20,6 +20,7 @@ from .call import BadCall, Call, CallBuilder
 
 FLUSH_EVERY = 500          # outcomes per store transaction
 FLUSH_SECONDS = 1.0
+GIVE_UP_AFTER = 20         # temporary failures in a row (at least 2 x concurrency): NiMbox is down
 
 
 @dataclass
@@ -34,6 +35,7 @@ class Summary:
     failed: int = 0           # temporary failures: kept in the outbox
     skipped: int = 0          # rows that cannot make a call (e.g. src not a number)
     auth_failed: bool = False
+    gave_up: bool = False     # NiMbox kept failing: the run stopped early (the next one goes on)
     errors: List[str] = field(default_factory=list)
 
     def line(self) -> str:
@@ -95,6 +97,12 @@ class Sync:
         self._last_flush = time.monotonic()
         self._last_progress = 0.0
         self._sent_keys: Set[Tuple[str, str, str]] = set()   # this run's outbox keys (not resent from CDR)
+        self._failures_in_a_row = 0
+        self._give_up_after = max(GIVE_UP_AFTER, 2 * cfg["nimbox"]["concurrency"])
+
+    @property
+    def stopping(self) -> bool:
+        return self.s.auth_failed or self.s.gave_up
 
     # ---- results --------------------------------------------------------------------------------
 
@@ -120,9 +128,16 @@ class Sync:
                 self.s.failed += 1
                 if len(self.s.errors) < 5:
                     self.s.errors.append(res.detail)
+                self._failures_in_a_row += 1
                 if res.auth and not self.s.auth_failed:
                     self.s.auth_failed = True
                     self.log.error("NiMbox refused the token (%s): stopping; fix [nimbox] token", res.detail)
+                elif self._failures_in_a_row >= self._give_up_after and not self.s.gave_up:
+                    self.s.gave_up = True
+                    self.log.error("NiMbox failed %d times in a row (last: %s): stopping this run; nothing is "
+                                   "lost, the next run goes on", self._failures_in_a_row, res.detail)
+            if res.done:
+                self._failures_in_a_row = 0
             self._results.append((call, res.kind if res.done else outbox.PENDING, res.detail))
         self._flush(force=False)
 
@@ -150,21 +165,21 @@ class Sync:
         since_, until = window(self.cfg, full, since)
         sender = Sender(self.cfg, n["concurrency"])
         try:
-            for call in outbox.pending(self.conn):
-                if self.s.auth_failed:
+            for call in outbox.iter_pending(self.conn):
+                if self.stopping:
                     break
                 self.s.outbox += 1
                 self._sent_keys.add(call.key)
                 self._send(sender, call, "outbox")
             self.log.info("outbox: %d pending call(s) sent; reading CDR from %s", self.s.outbox, since_)
-            if read_cdr and not self.s.auth_failed:
+            if read_cdr and not self.stopping:
                 own = cdr_conn is None
                 conn = cdr_conn or cdr.connect(self.cfg)
                 stats: Dict[str, int] = {}
                 try:
                     for row in cdr.calls(conn, since_, until, n["min_destination_length"], n["dispositions"], stats):
                         self.s.rows, self.s.calls = stats["rows"], stats["calls"]
-                        if self.s.auth_failed:
+                        if self.stopping:
                             break
                         if not self.builder.qualifies(row["dst"], row["disposition"]):
                             continue
