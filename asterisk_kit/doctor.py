@@ -17,6 +17,7 @@ Check = Tuple[str, bool, str]
 CAPABILITY_CHECKS = {
     "comagic": "asterisk_kit.comagic:doctor_checks",
     "dialer": "asterisk_kit.dialer:doctor_checks",
+    "blf": "asterisk_kit.blf:doctor_checks",
 }
 
 
