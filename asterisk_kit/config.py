@@ -319,6 +319,8 @@ SCHEMA: Dict[str, Section] = {
         "stale_seconds": Key(_float_range(1), "5", "The page shows `stale` when the heartbeat is older than this."),
         "ping_seconds": Key(_float_range(0.5), "2", "AMI Ping interval; no answer within [asterisk] ami_timeout "
                                                    "means the link is dead."),
+        "resync_seconds": Key(_int_range(10, 86400), "60", "A fresh ExtensionStateList this often (a `dialplan reload` "
+                                                           "that only adds hints sends no event)."),
         "reconnect_max_seconds": Key(_int_range(1, 3600), "30", "Longest pause between AMI reconnection attempts."),
         "max_viewers": Key(_int_range(1, 10000), "200", "Live (SSE) viewers served at once per web process; more "
                                                         "get 503 and retry."),

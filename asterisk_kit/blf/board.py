@@ -76,23 +76,25 @@ class Board:
             self._set_ami("up", now)
             self._bump(changed)
 
-    def status(self, ev: Dict[str, str]) -> bool:
-        """A live ExtensionStatus event; True when it changed something shown."""
+    def status(self, ev: Dict[str, str]) -> str:
+        """A live ExtensionStatus event: 'new' (hint not seen before), 'changed', 'same' or '' (not shown)."""
         exten, context = ev.get("Exten", ""), ev.get("Context", "")
         if not self.selection.wants(exten, context):
-            return False
+            return ""
         slug, code = from_status(ev.get("Status", ""), ev.get("StatusText", ""))
         now = time.time()
         with self.lock:
             e = self.ext.get(exten)
+            what = "changed"
             if e is None:
                 e = self.ext[exten] = Extension(exten, context, ev.get("Hint", ""))
+                what = "new"
             elif ev.get("Hint"):
                 e.hint = ev["Hint"]
-            if self._set(e, slug, code, ev.get("StatusText", ""), now, known=True):
+            if self._set(e, slug, code, ev.get("StatusText", ""), now, known=what != "new"):
                 self._bump([exten])
-                return True
-        return False
+                return what
+        return "same"
 
     def presence(self, exten: str, context: str, status: str, message: str) -> bool:
         with self.lock:

@@ -151,7 +151,14 @@ class Daemon:
             self.log.info("AMI: no FullyBooted event within 15 s (user without read=system?); going on")
         await self._snapshot(conn)
         ping = self.cfg["blf"]["ping_seconds"]
+        loop = asyncio.get_running_loop()
+        next_resync = loop.time() + self.cfg["blf"]["resync_seconds"]
         while True:
+            if loop.time() >= next_resync:
+                # `dialplan reload` adding a hint sends no event at all: look again now and then
+                self.resync.set()
+            if self.resync.is_set():
+                next_resync = loop.time() + self.cfg["blf"]["resync_seconds"]
             waits = [asyncio.ensure_future(e.wait()) for e in (self.stopping, self.resync, self.reconnect, conn.closed)]
             done, pending = await asyncio.wait(waits, timeout=ping, return_when=asyncio.FIRST_COMPLETED)
             for w in pending:
@@ -183,8 +190,14 @@ class Daemon:
 
     def _on_event(self, ev) -> None:
         name = ev.get("Event", "")
+        if self.log.isEnabledFor(logging.DEBUG):
+            self.log.debug("AMI event %s %s", name, {k: v for k, v in ev.items() if k != "Event"})
         if name == "ExtensionStatus":
-            self.board.status(ev)
+            what = self.board.status(ev)
+            if (what in ("new", "same") or ev.get("Status", "").startswith("-")) and not self._resync_soon:
+                # A `dialplan reload` sends ExtensionStatus for every hint, changed or not, and new ones,
+                # but nothing for removed hints: take a new snapshot once the reload has settled.
+                self._resync_soon = asyncio.get_running_loop().call_later(1.0, self._resync_now)
         elif name == "PresenceStatus":
             self.board.presence(ev.get("Exten", ""), ev.get("Context", ""), ev.get("Status", ""), ev.get("Message", ""))
         elif name == "PresenceStateChange":
@@ -193,10 +206,16 @@ class Daemon:
             self.booted.set()
         elif name == "Shutdown":
             # Asterisk is going down: say so now rather than when the socket closes
-            self.log.warning("AMI: Asterisk is shutting down")
+            self.log.warning("AMI: Asterisk is shutting down: states marked unknown")
             self.board.ami_lost()
         elif name == "Reload":
             self.resync.set()
+
+    _resync_soon = None
+
+    def _resync_now(self) -> None:
+        self._resync_soon = None
+        self.resync.set()
 
 
 def run(cfg, log: logging.Logger, reload_config=None) -> int:
