@@ -310,3 +310,60 @@ def test_asterisk_restart_shows_stale_then_correct_states(tmp_path, mc, browser)
         assert daemon.stop() == 0
         a.stop()
     assert json.loads(mcc.get("restart-test:blf:meta"))["ami"] == "stopped"
+
+
+# ---- the init.d script ------------------------------------------------------------------------------
+
+def test_initd_script_lsb_lifecycle(tmp_path, asterisk, mc):
+    import getpass
+    import os
+    secret = add_blf_ami_user(asterisk)
+    cfg = blf_config(tmp_path, asterisk, mc.server, secret)
+    cfg.write_text(cfg.read_text().replace("[memcached]\n", "[memcached]\nprefix = initd-test\n"))
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "extensions.conf").write_text("[globals]\n")
+    initd = tmp_path / "init.d"
+    kit(cfg, "install", "--initd-dir", str(initd), "--no-cron", "--asterisk-etc", str(etc), check=True)
+    script = initd / "asterisk-kit-blf"
+    text = script.read_text()
+    assert "### BEGIN INIT INFO" in text and "# Provides:          asterisk-kit-blf" in text
+    assert "@ASTERISK_KIT@" not in text and os.access(script, os.X_OK)
+    pidfile = tmp_path / "blf.pid"
+    defaults = tmp_path / "defaults"
+    defaults.write_text(f"RUN_AS={getpass.getuser()}\nCONFIG={cfg}\nPIDFILE={pidfile}\n")
+    env = dict(os.environ, ASTERISK_KIT_DEFAULTS=str(defaults))
+    mcc = mc.client()
+
+    def sh(*a):
+        return subprocess.run([str(script), *a], capture_output=True, text=True, env=env, timeout=60)
+
+    def meta():
+        raw = mcc.get("initd-test:blf:meta")
+        return json.loads(raw) if raw else {}
+
+    assert sh("status").returncode == 3
+    assert sh("reload").returncode == 7            # LSB: program is not running
+    try:
+        assert sh("start").returncode == 0
+        pid = pidfile.read_text().strip()
+        assert sh("start").returncode == 0          # already running: success, same process
+        assert pidfile.read_text().strip() == pid
+        st = sh("status")
+        assert st.returncode == 0 and f"is running (pid {pid})" in st.stdout
+        wait_for(lambda: meta().get("ami") == "up", 30, what="the daemon started by init.d logged in to AMI")
+        assert sh("reload").returncode == 0
+        wait_for(lambda: "SIGHUP: config reloaded" in "".join(
+            p.read_text() for p in (tmp_path / "log").glob("blf-*.log")), 15, what="reload = SIGHUP")
+        assert pidfile.read_text().strip() == pid, "reload must not restart"
+        assert sh("restart").returncode == 0 and sh("status").returncode == 0
+        assert pidfile.read_text().strip() != pid
+    finally:
+        assert sh("stop").returncode == 0
+    assert meta().get("ami") == "stopped", "SIGTERM is a clean stop"
+    assert sh("stop").returncode == 0                # stopping a stopped service is success
+    assert sh("status").returncode == 3
+    pidfile.write_text("999999\n")                   # a stale pidfile: dead but pidfile left
+    assert sh("status").returncode == 1
+    pidfile.unlink()
+    assert sh("bogus").returncode == 2
