@@ -15,3 +15,15 @@ def asterisk(tmp_path_factory):
     a.start()
     yield a
     a.stop()
+
+
+@pytest.fixture(scope="session")
+def mariadb(tmp_path_factory):
+    """A running private MariaDB with the FreePBX tables (asteriskcdrdb.cdr, asterisk.users,
+    asterisk.devices) and a SELECT-only kit user; see tests/support/mariadb.py. Tests clean the
+    tables they fill."""
+    from tests.support.mariadb import MariaDB
+    m = MariaDB(tmp_path_factory.mktemp("mariadb")).start()
+    m.load_freepbx_schema()
+    yield m
+    m.stop()

@@ -47,3 +47,22 @@ def test_doctor_reports_nothing_listening_and_bad_spool(tmp_path, asterisk):
     got = lines(r.stdout)
     assert got["ami"].startswith("FAILED") and "cannot connect to AMI" in got["ami"]
     assert got["spool"].startswith("FAILED") and f"{tmp_path}/no-spool/outgoing does not exist" in got["spool"]
+
+
+def test_doctor_checks_freepbx_mysql(tmp_path, asterisk, mariadb):
+    mariadb.execute("INSERT INTO cdr (calldate, src, dst, uniqueid) VALUES (NOW(), '101', '84951234567', 'doc.1')",
+                    database="asteriskcdrdb")
+    try:
+        r = kit(cfg_file(tmp_path, kit_section(asterisk) + mariadb.mysql_section()), "doctor")
+        assert r.returncode == 0, r.stdout + r.stderr
+        got = lines(r.stdout)
+        assert got["mysql"].startswith("ok") and "asteriskcdrdb.cdr readable (1 calls in 24 h)" in got["mysql"]
+
+        bad = mariadb.mysql_section().replace(mariadb.kit_password, "wrong-password")
+        r = kit(cfg_file(tmp_path, kit_section(asterisk) + bad), "doctor")
+        assert r.returncode == 1
+        got = lines(r.stdout)
+        assert got["mysql"].startswith("FAILED") and "Access denied" in got["mysql"]
+        assert "wrong-password" not in r.stdout
+    finally:
+        mariadb.execute("DELETE FROM cdr WHERE uniqueid = 'doc.1'", database="asteriskcdrdb")
