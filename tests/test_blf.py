@@ -367,3 +367,52 @@ def test_initd_script_lsb_lifecycle(tmp_path, asterisk, mc):
     assert sh("status").returncode == 1
     pidfile.unlink()
     assert sh("bogus").returncode == 2
+
+
+# ---- names from FreePBX's MySQL ----------------------------------------------------------------------
+
+def test_names_from_freepbx_mysql_refreshed_and_kept_when_mysql_goes(tmp_path, asterisk, mc, mariadb):
+    secret = add_blf_ami_user(asterisk)
+    asterisk.add_test_dialplan("blf_mysql", hints("blf-mysql", ["401", "402", "403"]))
+    mariadb.execute("DELETE FROM users WHERE extension IN ('401', '402', '403')", database="asterisk")
+    mariadb.executemany("INSERT INTO users (extension, name) VALUES (%s, %s)",
+                        [("401", "Анна Иванова"), ("402", "Boris")], database="asterisk")
+    cfg = blf_config(tmp_path, asterisk, mc.server, secret,
+                     blf="contexts = blf-mysql\nnames = 402: Борис (из конфига)\nnames_refresh_seconds = 10\n",
+                     extra=mariadb.mysql_section())
+    cfg.write_text(cfg.read_text().replace("[memcached]\n", "[memcached]\nprefix = mysql-test\n"))
+    mcc = mc.client()
+
+    def name(x):
+        raw = mcc.get(f"mysql-test:blf:ext:{x}")
+        return json.loads(raw)["name"] if raw else None
+
+    def kit_connections():
+        return mariadb.execute("SELECT COUNT(*) FROM information_schema.processlist WHERE user = %s",
+                               (mariadb.kit_user,))[0][0]
+
+    daemon = Daemon(cfg).start()
+    try:
+        wait_for(lambda: name("401") == "Анна Иванова", 30, what="the name from asterisk.users")
+        assert name("402") == "Борис (из конфига)", "[blf] names win over MySQL"
+        assert name("403") == "", "no name anywhere"
+        # refreshed periodically ([blf] names_refresh_seconds = 10) over the same connection
+        mariadb.execute("UPDATE users SET name = 'Анна Петрова' WHERE extension = '401'", database="asterisk")
+        wait_for(lambda: name("401") == "Анна Петрова", 25, what="the periodic refresh")
+        assert kit_connections() == 1, "one persistent connection"
+        # MySQL gone: the last names stay, the failure is logged
+        mariadb.stop()
+        try:
+            daemon.hup()                 # SIGHUP also reads the names at once
+            wait_for(lambda: "cannot read names from MySQL" in daemon.output(), 20, what="the failure logged")
+            assert name("401") == "Анна Петрова" and name("402") == "Борис (из конфига)"
+            assert daemon.proc.poll() is None
+        finally:
+            mariadb.start()
+        mariadb.execute("UPDATE users SET name = 'Анна Сидорова' WHERE extension = '401'", database="asterisk")
+        daemon.hup()
+        wait_for(lambda: name("401") == "Анна Сидорова", 25, what="names again once MySQL is back")
+        assert "MySQL is back" in daemon.output()
+    finally:
+        assert daemon.stop() == 0, daemon.output()[-2000:]
+        mariadb.execute("DELETE FROM users WHERE extension IN ('401', '402', '403')", database="asterisk")
