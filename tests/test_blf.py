@@ -67,7 +67,7 @@ def mc():
 def site(tmp_path_factory, asterisk, mc):
     d = tmp_path_factory.mktemp("blf")
     secret = add_blf_ami_user(asterisk)
-    asterisk.add_test_dialplan("blf", hints("ext-local", EXTENS) + hints("blf-other", ["299"]))
+    asterisk.add_test_dialplan("blf", hints("ext-local", EXTENS, presence=True) + hints("blf-other", ["299"]))
     for x in EXTENS:
         asterisk.cli(f"devstate change Custom:{x} NOT_INUSE")
     cfg = blf_config(d, asterisk, mc.server, secret,
@@ -165,15 +165,30 @@ def test_filter_groups_search_and_json(site, browser):
     assert r.returncode == 0 and "live" in r.stdout and "Ольга Петрова" in r.stdout
 
 
+def test_presence_is_shown(site, browser):
+    a, mcc = site.asterisk, site.client
+    open_blf(browser, site)
+    a.cli('presencestate change CustomPresence:203 DND,,"Совещание до 15:00"')
+    wait_for(lambda: (cached(mcc, "blf:ext:203") or {}).get("presence") == "dnd", 15, what="presence in memcached")
+    assert cached(mcc, "blf:ext:203")["presence_message"] == "Совещание до 15:00"
+    wait_for(lambda: tile(browser, "203").find_element(By.CLASS_NAME, "state").text == "свободен · не беспокоить",
+             what="presence on the page")
+    assert tile(browser, "203").get_attribute("title") == "Совещание до 15:00"
+    a.cli("presencestate change CustomPresence:203 AVAILABLE")
+    wait_for(lambda: (cached(mcc, "blf:ext:203") or {}).get("presence") == "", 15, what="presence cleared")
+    wait_for(lambda: tile(browser, "203").find_element(By.CLASS_NAME, "state").text == "свободен",
+             what="presence cleared on the page")
+
+
 def test_reload_adds_and_removes_hints(site, browser):
     a, mcc = site.asterisk, site.client
     open_blf(browser, site)
-    a.add_test_dialplan("blf", hints("ext-local", EXTENS[:-1] + ["206"]) + hints("blf-other", ["299"]))
+    a.add_test_dialplan("blf", hints("ext-local", EXTENS[:-1] + ["206"], presence=True) + hints("blf-other", ["299"]))
     wait_for(lambda: cached(mcc, "blf:ext:206") is not None and cached(mcc, "blf:ext:205") is None, 20,
              what="206 added and 205 removed after dialplan reload")
     wait_for(lambda: browser.find_elements(By.ID, "ext-206") and not browser.find_elements(By.ID, "ext-205"), 10,
              what="the page follows the reload")
-    a.add_test_dialplan("blf", hints("ext-local", EXTENS) + hints("blf-other", ["299"]))
+    a.add_test_dialplan("blf", hints("ext-local", EXTENS, presence=True) + hints("blf-other", ["299"]))
     wait_for(lambda: cached(mcc, "blf:ext:205") is not None and cached(mcc, "blf:ext:206") is None, 20,
              what="back to the original hints")
 

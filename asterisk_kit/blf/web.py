@@ -16,6 +16,8 @@ import bottle
 from .hub import Hub
 from .states import SLUGS
 
+PRESENCE = ("away", "xa", "dnd", "chat", "unavailable")
+
 STREAM_SECONDS = 300
 KEEPALIVE = 15
 
@@ -42,6 +44,8 @@ STRINGS = {
         "state.unavailable": "недоступен", "state.ringing": "звонит", "state.inuse_ringing": "разговор + звонок",
         "state.hold": "на удержании", "state.inuse_hold": "разговор + удержание", "state.removed": "удалён",
         "state.deactivated": "отключён", "state.unknown": "неизвестно",
+        "presence.away": "нет на месте", "presence.xa": "давно нет", "presence.dnd": "не беспокоить",
+        "presence.chat": "готов общаться", "presence.unavailable": "недоступен",
     },
     "en": {
         "nav.blf": "BLF panel",
@@ -65,6 +69,8 @@ STRINGS = {
         "state.unavailable": "unavailable", "state.ringing": "ringing", "state.inuse_ringing": "talking + ringing",
         "state.hold": "on hold", "state.inuse_hold": "talking + hold", "state.removed": "removed",
         "state.deactivated": "deactivated", "state.unknown": "unknown",
+        "presence.away": "away", "presence.xa": "extended away", "presence.dnd": "do not disturb",
+        "presence.chat": "free to chat", "presence.unavailable": "unavailable",
     },
 }
 
@@ -91,7 +97,7 @@ def register(web) -> None:
 
     def labels():
         keys = [f"state.{s}" for s in SLUGS] + [f"blf.stale.{k}" for k in ("ami", "nodaemon", "stopped", "cache",
-                                                                              "offline")] + ["blf.live", "blf.other_group"]
+                                                                              "offline")] + ["blf.live", "blf.other_group"] + [f"presence.{p}" for p in PRESENCE]
         return {k: web.t(k) for k in keys}
 
     @app.get("/blf")

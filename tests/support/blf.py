@@ -34,8 +34,9 @@ def add_blf_ami_user(a: Asterisk, secret: str = "blf-test-secret") -> str:
     return secret
 
 
-def hints(context: str, extens, prefix: str = "Custom:") -> str:
-    return f"[{context}]\n" + "".join(f"exten => {x},hint,{prefix}{x}\n" for x in extens)
+def hints(context: str, extens, prefix: str = "Custom:", presence: bool = False) -> str:
+    pres = (lambda x: f",CustomPresence:{x}") if presence else (lambda x: "")
+    return f"[{context}]\n" + "".join(f"exten => {x},hint,{prefix}{x}{pres(x)}\n" for x in extens)
 
 
 def blf_config(path: Path, a: Asterisk, mc_server: str, secret: str, blf: str = "", extra: str = "") -> Path:

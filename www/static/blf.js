@@ -36,7 +36,9 @@
     t.setAttribute("data-since", e.since);
     t.setAttribute("data-known", e.since_known ? "1" : "0");
     t.querySelector(".name").textContent = e.name || "";
-    t.querySelector(".state").textContent = (L["state." + e.state] || e.state) + (e.presence ? " · " + e.presence : "");
+    t.querySelector(".state").textContent = (L["state." + e.state] || e.state) +
+      (e.presence ? " · " + (L["presence." + e.presence] || e.presence) : "");
+    if (e.presence_message) { t.title = e.presence_message; } else { t.removeAttribute("title"); }
   }
   function tile(e) {
     var t = document.createElement("div");
