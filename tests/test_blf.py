@@ -160,9 +160,12 @@ def test_filter_groups_search_and_json(site, browser):
     browser.find_element(By.CSS_SELECTOR, "#blf-state option[value=busy]").click()
     wait_for(lambda: visible() == ["204"], what="state filter busy")
     site.asterisk.cli("devstate change Custom:204 NOT_INUSE")
-    # the CLI reads the same cache
+    # the CLI and the doctor read the same cache
     r = kit(site.cfg, "blf", "show")
     assert r.returncode == 0 and "live" in r.stdout and "Ольга Петрова" in r.stdout
+    r = kit(site.cfg, "doctor")
+    assert "ok      blf daemon: running, AMI up, 5 extensions" in r.stdout, r.stdout
+    assert "ok      ami: logged in as asterisk-kit-blf" in r.stdout, "the least-privilege user passes the doctor"
 
 
 def test_presence_is_shown(site, browser):
@@ -258,7 +261,7 @@ def test_sighup_reloads_names(site):
 
 def test_anonymous_viewing_from_listed_networks(site, tmp_path):
     cfg = tmp_path / "anon.ini"
-    cfg.write_text(site.cfg.read_text().replace("[blf]\n", "[blf]\nanonymous_networks = 127.0.0.1/32\n")
+    cfg.write_text(site.cfg.read_text().replace("[blf]\n", "[blf]\nanonymous_networks = 127.0.0.1/32\nmax_viewers = 2\n")
                    .replace(str(site.cfg.parent / "data"), str(tmp_path / "data")))
     srv = WebServer(cfg).start()
     try:
@@ -267,6 +270,17 @@ def test_anonymous_viewing_from_listed_networks(site, tmp_path):
         assert requests.get(srv.url + "/blf", timeout=10).status_code == 200
         r = requests.get(srv.url + "/", allow_redirects=False, timeout=10)
         assert r.status_code in (302, 303), "only the BLF views are open, not the rest of the site"
+        # [blf] max_viewers = 2: a third live stream is refused (and told when to retry), not queued
+        streams = [requests.get(srv.url + "/blf/events", stream=True, timeout=10) for _ in range(2)]
+        try:
+            assert all(s.status_code == 200 for s in streams)
+            third = requests.get(srv.url + "/blf/events", stream=True, timeout=10)
+            assert third.status_code == 503 and third.headers["Retry-After"] == "10"
+        finally:
+            for s in streams:
+                s.close()
+        wait_for(lambda: requests.get(srv.url + "/blf/events", stream=True, timeout=10).status_code == 200, 40,
+                 interval=1, what="a slot free again once a viewer left")
     finally:
         srv.stop()
 

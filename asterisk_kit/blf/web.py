@@ -19,7 +19,7 @@ from .states import SLUGS
 PRESENCE = ("away", "xa", "dnd", "chat", "unavailable")
 
 STREAM_SECONDS = 300
-KEEPALIVE = 15
+KEEPALIVE = 5
 
 STRINGS = {
     "ru": {
