@@ -4,6 +4,8 @@ memcached restarts under a running daemon, SIGHUP, the init.d script, the JSON a
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import threading
 import time
@@ -244,6 +246,40 @@ def test_memcached_restart_states_come_back(site, mc, browser):
              what="not stale")
 
 
+def test_two_memcached_servers_one_restarted(tmp_path, asterisk, mc):
+    """[memcached] servers lists two: keys are spread over both; one of them restarts empty, the
+    daemon notices the missing keys and rewrites them; readers (blf show) see every state again."""
+    secret = add_blf_ami_user(asterisk)
+    asterisk.add_test_dialplan("blf", hints("ext-local", EXTENS, presence=True) + hints("blf-other", ["299"]))
+    other = Memcached().start()
+    try:
+        cfg = blf_config(tmp_path, asterisk, f"{mc.server}, {other.server}", secret)
+        cfg.write_text(cfg.read_text().replace("[memcached]\n", "[memcached]\nprefix = two-test\n"))
+        daemon = Daemon(cfg).start()
+        try:
+            keys = [f"two-test:blf:ext:{x}" for x in EXTENS]
+            held = lambda m: [k for k in keys if m.client().get(k) is not None]
+            wait_for(lambda: len(held(mc)) + len(held(other)) == len(keys), 30, what="every record written")
+            assert held(mc) and held(other), "the records are spread over both servers"
+            asterisk.cli("devstate change Custom:201 INUSE")
+            wait_for(lambda: '"state":"inuse"' in (mc.client().get("two-test:blf:ext:201")
+                                                   or other.client().get("two-test:blf:ext:201") or b"").decode(),
+                     15, what="201 in use")
+            other.restart()
+            assert held(other) == []
+            wait_for(lambda: len(held(mc)) + len(held(other)) >= len(keys) and held(other), 30,
+                     what="the restarted server's keys rewritten")
+            r = wait_for(lambda: (lambda r: r if r.returncode == 0 else None)(kit(cfg, "blf", "show")), 20,
+                         what="blf show live again")
+            assert "201  inuse" in r.stdout and all(x in r.stdout for x in EXTENS), r.stdout
+        finally:
+            asterisk.cli("devstate change Custom:201 NOT_INUSE")
+            assert daemon.stop() == 0
+        assert "memcached lost" in daemon.output() or "memcached is back" in daemon.output()
+    finally:
+        other.stop()
+
+
 def test_sighup_reloads_names(site):
     text = site.cfg.read_text()
     site.cfg.write_text(text.replace("202: Ivan", "202: Иван Сидоров"))
@@ -334,6 +370,19 @@ def test_asterisk_restart_shows_stale_then_correct_states(tmp_path, mc, browser)
         assert ami_connections(a) == 1
         out = daemon.output()
         assert "states marked unknown" in out and out.count("AMI connected") >= 2
+        # A link that dies silently (no FIN: here Asterisk frozen by SIGSTOP, the kernel still holds
+        # the socket): the unanswered Ping ([blf] ping_seconds 1, ami_timeout 3) gives it away.
+        os.kill(a.proc.pid, signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            wait_for(lambda: meta().get("ami") == "down" and rec("302").get("state") == "unknown", 15,
+                     what="states unknown after a silent link loss")
+            assert time.monotonic() - t0 < 10
+        finally:
+            os.kill(a.proc.pid, signal.SIGCONT)
+        wait_for(lambda: meta().get("ami") == "up" and rec("302").get("state") == "busy", 30,
+                 what="back after the freeze")
+        wait_for(lambda: ami_connections(a) == 1, 10, what="one AMI connection (the frozen one is gone)")
     finally:
         srv.stop()
         assert daemon.stop() == 0
