@@ -384,6 +384,19 @@ def test_asterisk_restart_shows_stale_then_correct_states(tmp_path, mc, browser)
         wait_for(lambda: meta().get("ami") == "up" and rec("302").get("state") == "busy", 30,
                  what="back after the freeze")
         wait_for(lambda: ami_connections(a) == 1, 10, what="one AMI connection (the frozen one is gone)")
+        # a second daemon on the same config refuses to run (exit 75) instead of doubling the AMI link
+        r = kit(cfg, "blf", "run", timeout=30)
+        assert r.returncode == 75 and ami_connections(a) == 1
+        # the daemon SIGKILLed: the page says so once the heartbeat is older than stale_seconds (3)
+        daemon.proc.kill()
+        daemon.proc.wait(10)
+        wait_for(lambda: browser.find_element(By.ID, "blf-status").get_attribute("data-stale") == "nodaemon", 15,
+                 what="the page says the service is not running")
+        assert "Служба BLF не работает" in browser.find_element(By.ID, "blf-status").text
+        daemon.stop()
+        daemon = Daemon(cfg).start()             # started again: live again, same states
+        wait_for(lambda: browser.find_element(By.ID, "blf-status").get_attribute("data-stale") == ""
+                 and tile(browser, "302").get_attribute("data-state") == "busy", 30, what="live after a new start")
     finally:
         srv.stop()
         assert daemon.stop() == 0

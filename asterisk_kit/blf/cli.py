@@ -21,8 +21,11 @@ def cmd_run(ctx) -> int:
     cfg = ctx.cfg
     cfg["blf"]              # a config error shows before anything starts
     log = ctx.logger("blf")
-    log.info("BLF daemon starting (config %s)", cfg.path)
-    return run(cfg, log, reload_config=lambda: load(ctx.args.config))
+    # one daemon per config: a second one (init.d and a foreground run) exits 75 instead of doubling
+    # the AMI connections
+    with ctx.lock("blf"):
+        log.info("BLF daemon starting (config %s)", cfg.path)
+        return run(cfg, log, reload_config=lambda: load(ctx.args.config))
 
 
 def cmd_show(ctx) -> int:

@@ -84,6 +84,8 @@ class Hub:
             pass
         self.meta = meta
         stale = stale_reason(meta, self.stale_seconds)
+        if meta is None and version is None and self.version is not None:
+            stale = "cache"      # memcached restarted empty: the daemon has not rewritten it yet
         self._publish(changed, removed, stale)
 
     def _publish(self, changed: Dict[str, dict], removed: List[str], stale: str) -> None:
