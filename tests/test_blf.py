@@ -162,6 +162,24 @@ def test_filter_groups_search_and_json(site, browser):
     browser.find_element(By.CSS_SELECTOR, "#blf-state option[value=busy]").click()
     wait_for(lambda: visible() == ["204"], what="state filter busy")
     site.asterisk.cli("devstate change Custom:204 NOT_INUSE")
+    # English, a phone-sized screen (no sideways scrolling, two tiles a row at least), the wall mode
+    browser.get(site.url + "/lang/en?next=/blf")
+    wait_for(lambda: tile(browser, "201").find_element(By.CLASS_NAME, "state").text == "free"
+             and browser.find_element(By.ID, "blf-status").text == "Live", what="the English page")
+    try:
+        browser.set_window_size(390, 844)
+        wait_for(lambda: browser.execute_script(
+            "return document.documentElement.scrollWidth <= window.innerWidth"), what="no horizontal scroll")
+        tops = browser.execute_script("return [201, 202].map(function (x) {"
+                                      " return document.getElementById('ext-' + x).getBoundingClientRect().top; });")
+        assert tops[0] == tops[1], "two tiles side by side on a phone"
+    finally:
+        browser.set_window_size(1280, 900)
+    browser.get(site.url + "/blf?wall=1")
+    big = browser.execute_script("return parseFloat(getComputedStyle(document.querySelector('#ext-201 .num')).fontSize);")
+    browser.get(site.url + "/lang/ru?next=/blf")
+    normal = browser.execute_script("return parseFloat(getComputedStyle(document.querySelector('#ext-201 .num')).fontSize);")
+    assert big > 1.5 * normal, (big, normal)
     # the CLI and the doctor read the same cache
     r = kit(site.cfg, "blf", "show")
     assert r.returncode == 0 and "live" in r.stdout and "Ольга Петрова" in r.stdout
