@@ -526,3 +526,52 @@ def test_names_from_freepbx_mysql_refreshed_and_kept_when_mysql_goes(tmp_path, a
     finally:
         assert daemon.stop() == 0, daemon.output()[-2000:]
         mariadb.execute("DELETE FROM users WHERE extension IN ('401', '402', '403')", database="asterisk")
+
+
+# ---- a real SIP phone --------------------------------------------------------------------------------
+
+def test_real_sip_phone_states(tmp_path, mc):
+    """baresip registers to a PJSIP endpoint: Unavailable -> Idle; rings on an incoming call; InUse
+    on a call it makes; Idle again; Unavailable once it unregisters."""
+    import shutil as _sh
+
+    from tests.support.baresip import BARESIP, Baresip, pjsip_conf
+    if not _sh.which(BARESIP):
+        pytest.skip("baresip is not installed (scripts/install-system-deps.sh installs it)")
+    sip_port = free_port()
+    a = Asterisk(tmp_path / "ast").setup()
+    a.write_etc("pjsip.conf", pjsip_conf(sip_port, "101", "sip-secret-101", "blf-sip-test"))
+    secret = add_blf_ami_user(a)
+    a.add_test_dialplan("blf", "[ext-local]\nexten => 101,hint,PJSIP/101\n"
+                               "[blf-sip-test]\nexten => 600,1,Answer()\n same => n,Wait(60)\n"
+                               "exten => 101,1,Dial(PJSIP/101,30)\n", reload=False)
+    a.start()
+    cfg = blf_config(tmp_path / "kit", a, mc.server, secret)
+    cfg.write_text(cfg.read_text().replace("[memcached]\n", "[memcached]\nprefix = sip-test\n"))
+    mcc = mc.client()
+
+    def state():
+        raw = mcc.get("sip-test:blf:ext:101")
+        return json.loads(raw)["state"] if raw else None
+
+    daemon = Daemon(cfg).start()
+    phone = Baresip(tmp_path / "phone", sip_port, "101", "sip-secret-101")
+    try:
+        wait_for(lambda: state() == "unavailable", 30, what="101 unavailable before the phone registers")
+        phone.start()
+        wait_for(lambda: state() == "idle", 20, what=f"idle once registered:\n{phone.output()[-800:]}")
+        a.cli("channel originate Local/101@blf-sip-test application Wait 20")
+        wait_for(lambda: state() == "ringing", 20, what="ringing on an incoming call")
+        a.cli("channel request hangup all")
+        wait_for(lambda: state() == "idle", 20, what="idle after the caller gave up")
+        phone.command("/dial 600")
+        wait_for(lambda: state() == "inuse", 20, what=f"in use during a call:\n{phone.output()[-800:]}")
+        phone.command("/hangup")
+        wait_for(lambda: state() == "idle", 20, what="idle after hanging up")
+        phone.stop()
+        wait_for(lambda: state() == "unavailable", 20, what="unavailable once unregistered")
+    finally:
+        if phone.proc:
+            phone.stop()
+        assert daemon.stop() == 0
+        a.stop()
