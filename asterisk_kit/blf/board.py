@@ -113,7 +113,9 @@ class Board:
         """PresenceStateChange names a provider (CustomPresence:101): update hints that use it."""
         hit = []
         with self.lock:
-            targets = [e for e in self.ext.values() if provider and provider in e.hint.split(",")[-1].split("&")]
+            # a hint is "devices[,presence provider]": only the part after the comma can match
+            targets = [e for e in self.ext.values()
+                       if provider and "," in e.hint and provider in e.hint.split(",", 1)[1].split("&")]
         for e in targets:
             if self.presence(e.exten, e.context, status, message):
                 hit.append(e.exten)

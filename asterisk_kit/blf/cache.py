@@ -99,9 +99,11 @@ class CacheWriter(threading.Thread):
                 self.failing = True
                 self.board.mark_full()
                 self._close()
-                last_beat = time.monotonic()   # retry at the heartbeat pace, not in a tight loop
                 if stopping:
                     return
+                # retry at the heartbeat pace, not in a tight loop (mark_full made it "pending")
+                self.stop_flag.wait(self.heartbeat)
+                last_beat = time.monotonic()
             if stopping:
                 self._close()
                 return

@@ -56,7 +56,7 @@ def compile_pattern(p: str) -> "re.Pattern[str]":
         lo, hi = int(m.group(1)), int(m.group(2))
         if lo > hi:
             raise PatternError(f"range {p}: start above end")
-        return _Range(lo, hi, len(m.group(1)))  # type: ignore[return-value]
+        return _Range(lo, hi)  # type: ignore[return-value]
     if p.startswith("_"):
         out, i, body = "", 0, p[1:]
         while i < len(body):
@@ -89,7 +89,9 @@ def compile_pattern(p: str) -> "re.Pattern[str]":
 
 
 class _Range:
-    def __init__(self, lo: int, hi: int, width: int):
+    """`100-199`: numeric, so 1000 is not in 100-199 however a regex would see it."""
+
+    def __init__(self, lo: int, hi: int):
         self.lo, self.hi = lo, hi
 
     def fullmatch(self, s: str):
