@@ -1,0 +1,284 @@
+"""Beeline recordings export: the real client, job and CLI against a fake Beeline portal API and
+REAL file servers on loopback (pyftpdlib FTP and FTPS, OpenSSH sshd for SFTP)."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from asterisk_kit import config, storage
+from asterisk_kit.beeline import api, remote, render, sync
+from asterisk_kit.lock import JobLock
+from tests.fakes.beeline import FakeBeeline, expected_audio
+from tests.support.ftpservers import FTP_PASSWORD, CuttingProxy, FtpServer, Sshd
+from tests.support.kitcli import BIN, kit
+
+pytestmark = pytest.mark.timeout(180)
+
+NOSLEEP = lambda s: None  # noqa: E731  (retries in-process without waiting)
+
+
+# ---- fixtures ----------------------------------------------------------------------------------
+
+@pytest.fixture
+def started():
+    items = []
+    yield items
+    for it in reversed(items):
+        it.stop()
+
+
+@pytest.fixture
+def fake(started):
+    def make(**kw):
+        f = FakeBeeline(**kw).start()
+        started.append(f)
+        return f
+    return make
+
+
+@pytest.fixture
+def ftp(tmp_path, started):
+    s = FtpServer(tmp_path / "ftp-root")
+    started.append(s)
+    return s
+
+
+@pytest.fixture
+def ftps(tmp_path, started):
+    s = FtpServer(tmp_path / "ftps-root", tls=True, certdir=tmp_path / "cert")
+    started.append(s)
+    return s
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    s = Sshd(tmp_path_factory.mktemp("sshd"))
+    yield s
+    s.stop()
+
+
+def section(name: str, fake, dest: str, **keys) -> str:
+    base = {"token": fake.token, "api_url": fake.url, "destination": dest, "retry_pause": "0.05",
+            "request_timeout": "10", "transfer_timeout": "10"}
+    base.update({k: str(v) for k, v in keys.items()})
+    return f"[beeline:{name}]\n" + "".join(f"{k} = {v}\n" for k, v in base.items() if v is not None)
+
+
+def write_cfg(tmp_path, *sections: str) -> Path:
+    p = tmp_path / "kit.ini"
+    p.write_text(f"[general]\ndata_dir = {tmp_path}/data\ntimezone = local\n[log]\ndir = {tmp_path}/log\n"
+                 f"[asterisk]\nami_user = x\nami_secret = y\nrun_user =\n" + "".join(sections))
+    return p
+
+
+def load(path: Path):
+    return config.load(str(path))
+
+
+def ftp_section(name, fake, server, **keys):
+    if server.tls:
+        keys.setdefault("tls_ca_file", server.cert)
+    return section(name, fake, server.url(), password=FTP_PASSWORD, **keys)
+
+
+def sftp_section(name, fake, sshd, remote_dir, tmp_path, port=None, **keys):
+    kh = tmp_path / "known_hosts"
+    if not kh.exists():
+        kh.write_text(sshd.known_hosts_line(port))
+    keys.setdefault("known_hosts", kh)
+    return section(name, fake, sshd.url(str(remote_dir), port), key_file=sshd.client_key, **keys)
+
+
+def listing(directory: Path) -> dict:
+    return {p.name: p for p in sorted(directory.iterdir())} if directory.exists() else {}
+
+
+def assert_delivered(fake, directory: Path, ids=None, tz="local") -> None:
+    """Exactly one mp3 and one JSON per record, byte-identical audio, JSON as the old script wrote it,
+    nothing else (no temp file, no partial file) in the folder."""
+    ids = fake.ids() if ids is None else ids
+    files = listing(directory)
+    assert sorted(files) == sorted([f"{i}.mp3" for i in ids] + [f"{i}.json" for i in ids])
+    for i in ids:
+        assert files[f"{i}.mp3"].read_bytes() == fake.audio(i), i
+        rec = fake.records[i]
+        want = render.Renderer("", tz).render(rec)
+        assert files[f"{i}.json"].read_bytes() == want
+
+
+# ---- the JSON format ---------------------------------------------------------------------------
+
+def test_default_template_reproduces_the_old_format():
+    rec = {"id": "185595242", "phone": "79161234567", "direction": "INBOUND", "date": 1622548800000,
+           "abonent": {"userId": "x@ip.beeline.ru", "phone": "79001112233", "firstName": "Ёлка"}}
+    out = render.Renderer("", "Europe/Moscow").render(rec)
+    # The old script: json.dumps(dict, ensure_ascii=False) in this key order, local time, no offset.
+    old = json.dumps({"employeeId": "79001112233", "direction": "in", "language": "ru",
+                      "respondentNumber": "79161234567", "dateTime": "2021-06-01T15:00:00"}, ensure_ascii=False)
+    assert out == old.encode("utf-8")
+    rec.update(direction="OUTBOUND")
+    assert json.loads(render.Renderer("", "UTC").render(rec))["direction"] == "out"
+    rec.update(direction="SOMETHING")
+    assert json.loads(render.Renderer("", "UTC").render(rec))["direction"] == ""
+
+
+def test_custom_template_keeps_non_ascii_and_must_be_json(tmp_path):
+    t = tmp_path / "t.j2"
+    t.write_text('{"who": {{ record.abonent.firstName | json }}, "id": {{ id | json }}}', encoding="utf-8")
+    rec = {"id": "5", "phone": "7", "direction": "INBOUND", "date": 0, "abonent": {"phone": "1", "firstName": "Анна"}}
+    assert render.Renderer(str(t), "UTC").render(rec) == '{"who": "Анна", "id": "5"}'.encode("utf-8")
+    t.write_text('{"who": {{ record.abonent.firstName }}}')   # not quoted: invalid JSON
+    with pytest.raises(render.TemplateError, match="invalid JSON"):
+        render.Renderer(str(t), "UTC").render(rec)
+
+
+# ---- the fake follows the notes ----------------------------------------------------------------
+
+def test_fake_api_cursor_paging_and_errors(fake):
+    import requests
+    f = fake(records=130)
+    h = {"X-MPBX-API-AUTH-TOKEN": f.token}
+    page = requests.get(f.url + "/records", headers=h, timeout=10).json()
+    assert len(page) == 100 and [r["id"] for r in page] == f.ids()[:100]
+    nxt = requests.get(f.url + "/records", params={"id": page[-1]["id"]}, headers=h, timeout=10).json()
+    assert [r["id"] for r in nxt] == f.ids()[100:]            # exclusive cursor
+    r = requests.get(f.url + "/records", headers={"X-MPBX-API-AUTH-TOKEN": "bad"}, timeout=10)
+    assert r.status_code == 401 and set(r.json()) == {"errorCode", "description"}
+    r = requests.get(f.url + "/v2/records/1/download", headers=h, timeout=10)
+    assert r.status_code == 404 and r.json()["errorCode"] == "NotFound"
+    r = requests.get(f.url + f"/v2/records/{f.ids()[0]}/download", headers=h, timeout=10)
+    assert r.headers["Content-Type"] == "audio/mpeg" and r.content == f.audio(f.ids()[0])
+
+
+# ---- client ------------------------------------------------------------------------------------
+
+def test_client_orders_ids_numerically_and_pages(fake):
+    f = fake(records=250)
+    assert any(len(i) == 5 for i in f.ids()) and any(len(i) == 6 for i in f.ids())
+    c = api.BeelineClient(f.url, f.token, sleep=NOSLEEP)
+    got, cursor = [], ""
+    while True:
+        page = c.records_after(cursor)
+        if not page:
+            break
+        got += [r["id"] for r in page]
+        cursor = page[-1]["id"]
+    assert got == f.ids()
+
+
+def test_client_errors_are_typed(fake, tmp_path):
+    f = fake(records=3)
+    bad = api.BeelineClient(f.url, "wrong-token", sleep=NOSLEEP)
+    with pytest.raises(api.AuthError, match="token refused"):
+        bad.records_after("")
+    c = api.BeelineClient(f.url, f.token, retries=2, sleep=NOSLEEP)
+    with pytest.raises(api.RecordError, match="404"):
+        c.record("12345")
+    rid = f.ids()[0]
+    f.fault("download", rid, "json_error")
+    with pytest.raises(api.RecordError, match="instead of audio"):
+        c.download(rid, str(tmp_path / "a.mp3"))
+    f.fault("download", rid, "500", times=3)
+    with pytest.raises(api.TransientError, match="500"):
+        c.download(rid, str(tmp_path / "a.mp3"))
+    f.fault("download", rid, "truncate", times=1)
+    f.fault("list", None, "429", times=1)
+    assert c.records_after("")                          # 429 retried
+    assert c.download(rid, str(tmp_path / "a.mp3")) == f.records[rid]["fileSize"]   # truncation retried
+    assert (tmp_path / "a.mp3").read_bytes() == f.audio(rid)
+    slow = api.BeelineClient(f.url, f.token, timeout=1, retries=0, sleep=NOSLEEP)
+    f.fault("list", None, "slow")
+    with pytest.raises(api.TransientError, match="no answer within 1 s"):
+        slow.records_after("")
+
+
+# ---- end to end: N records -> N mp3 + N JSON ----------------------------------------------------
+
+def test_end_to_end_ftp_with_paging_across_pages(tmp_path, fake, ftp):
+    f = fake(records=205, size=3000)
+    cfgp = write_cfg(tmp_path, ftp_section("acme", f, ftp))
+    r = kit(cfgp, "beeline", "sync")
+    assert r.returncode == 0, r.stderr
+    assert "205 record(s) exported" in r.stdout
+    assert_delivered(f, ftp.root / "incoming")
+    assert f.count("list") == 3                        # 100 + 100 + 5 (short page ends it)
+    conn = storage.connect(load(cfgp))
+    assert storage.state_get(conn, "beeline:acme", "last_id") == f.ids()[-1]
+    # Nothing new: one listing call, nothing sent again.
+    r = kit(cfgp, "beeline", "sync")
+    assert r.returncode == 0 and "0 record(s) exported" in r.stdout, r.stderr
+    assert not list((tmp_path / "data" / "beeline-tmp" / "acme").iterdir())   # temp files removed
+    logs = list((tmp_path / "log").glob("beeline-*.log"))
+    assert logs and "beeline sync acme: 205 record(s) exported" in logs[0].read_text()
+
+
+def test_end_to_end_ftps(tmp_path, fake, ftps):
+    f = fake(records=7, size=150_000)
+    cfgp = write_cfg(tmp_path, ftp_section("tls", f, ftps))
+    r = kit(cfgp, "beeline", "sync")
+    assert r.returncode == 0, r.stderr
+    assert_delivered(f, ftps.root / "incoming")
+
+
+def test_ftps_refuses_an_untrusted_certificate(tmp_path, fake, ftps):
+    f = fake(records=2)
+    cfgp = write_cfg(tmp_path, section("tls", f, ftps.url(), password=FTP_PASSWORD, retries=0))
+    r = kit(cfgp, "beeline", "sync")
+    assert r.returncode == 1
+    assert "CERTIFICATE_VERIFY_FAILED" in r.stderr or "certificate verify failed" in r.stderr
+    assert not listing(ftps.root / "incoming")
+
+
+def test_end_to_end_sftp_and_several_customers(tmp_path, fake, ftp, sshd):
+    f1, f2 = fake(records=9, size=120_000), fake(records=4, token="tok-2")
+    remote_dir = tmp_path / "sftp-out" / "in"
+    cfgp = write_cfg(tmp_path, sftp_section("one", f1, sshd, remote_dir, tmp_path),
+                     ftp_section("two", f2, ftp))
+    r = kit(cfgp, "beeline", "sync")
+    assert r.returncode == 0, r.stderr
+    assert_delivered(f1, remote_dir)
+    assert_delivered(f2, ftp.root / "incoming")
+    # --customer runs only that one
+    f2.records["999999"] = dict(f2.records[f2.ids()[0]], id="999999")
+    f1.records["999999"] = dict(f1.records[f1.ids()[0]], id="999999")
+    r = kit(cfgp, "beeline", "sync", "--customer", "two")
+    assert r.returncode == 0, r.stderr
+    assert "999999.mp3" in listing(ftp.root / "incoming") and "999999.mp3" not in listing(remote_dir)
+
+
+def test_sftp_unknown_host_key_is_refused(tmp_path, fake, sshd):
+    f = fake(records=2)
+    other = tmp_path / "other_known_hosts"
+    other.write_text(sshd.known_hosts_line().split()[0] + " ssh-ed25519 "
+                     "AAAAC3NzaC1lZDI1NTE5AAAAIHRoaXMgaXMgbm90IHRoZSBzZXJ2ZXIncyBrZXkgYXQgYWxsIQ==\n")
+    empty = tmp_path / "empty_known_hosts"
+    empty.write_text("")
+    remote_dir = tmp_path / "never"
+    for kh, words in ((empty, "not in"), (other, "CHANGED"), (tmp_path / "absent", "does not exist")):
+        cfgp = write_cfg(tmp_path, sftp_section("x", f, sshd, remote_dir, tmp_path, known_hosts=kh))
+        r = kit(cfgp, "beeline", "sync")
+        assert r.returncode == 1, r.stdout
+        assert words in r.stderr and "ssh-keyscan -p" in r.stderr, r.stderr
+    assert not remote_dir.exists()
+    assert f.count("download") == 0          # refused before anything was downloaded
+
+
+def test_pinning_with_ssh_keyscan_as_documented(tmp_path, fake, sshd):
+    f = fake(records=2)
+    kh = tmp_path / "pinned"
+    scan = subprocess.run(["ssh-keyscan", "-p", str(sshd.port), "-t", "ed25519", "127.0.0.1"],
+                          capture_output=True, text=True, timeout=30)
+    kh.write_text(scan.stdout)
+    remote_dir = tmp_path / "pinned-out"
+    cfgp = write_cfg(tmp_path, sftp_section("p", f, sshd, remote_dir, tmp_path, known_hosts=kh))
+    r = kit(cfgp, "beeline", "sync")
+    assert r.returncode == 0, r.stderr
+    assert_delivered(f, remote_dir)
