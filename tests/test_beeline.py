@@ -282,3 +282,203 @@ def test_pinning_with_ssh_keyscan_as_documented(tmp_path, fake, sshd):
     r = kit(cfgp, "beeline", "sync")
     assert r.returncode == 0, r.stderr
     assert_delivered(f, remote_dir)
+
+
+# ---- faults ------------------------------------------------------------------------------------
+
+def test_ftp_connection_dropped_mid_upload_is_retried(tmp_path, fake, ftp):
+    f = fake(records=6, size=400_000)
+    ftp.drop_upload_after(150_000)
+    cfgp = write_cfg(tmp_path, ftp_section("acme", f, ftp))
+    r = kit(cfgp, "beeline", "sync")
+    assert r.returncode == 0, r.stderr
+    assert ftp.drops == 1
+    assert_delivered(f, ftp.root / "incoming")
+    assert "failed (attempt 1 of 4)" in (next((tmp_path / "log").glob("beeline-*.log"))).read_text()
+
+
+def test_sftp_connection_dropped_mid_upload_is_retried(tmp_path, fake, sshd, started):
+    proxy = CuttingProxy(sshd.port)
+    started.append(proxy)
+    f = fake(records=5, size=300_000)
+    remote_dir = tmp_path / "sftp-drop"
+    proxy.cut_after(450_000)        # past the SSH handshake, inside the second mp3
+    cfgp = write_cfg(tmp_path, sftp_section("acme", f, sshd, remote_dir, tmp_path, port=proxy.port))
+    r = kit(cfgp, "beeline", "sync")
+    assert r.returncode == 0, r.stderr
+    assert proxy.cuts == 1
+    assert_delivered(f, remote_dir)
+
+
+def test_transient_api_faults_are_retried(tmp_path, fake, ftp):
+    f = fake(records=8, size=100_000)
+    ids = f.ids()
+    f.fault("download", ids[1], "500", times=2)
+    f.fault("download", ids[2], "truncate")
+    f.fault("record", None, "429")
+    f.fault("list", None, "500")
+    f.fault("download", ids[3], "drop")
+    cfgp = write_cfg(tmp_path, ftp_section("acme", f, ftp))
+    r = kit(cfgp, "beeline", "sync")
+    assert r.returncode == 0, r.stderr
+    assert_delivered(f, ftp.root / "incoming")
+    assert f.count("download", ids[1]) == 3 and f.count("download", ids[2]) == 2
+
+
+def test_persistent_api_faults_fail_the_run_with_a_clear_line(tmp_path, fake, ftp):
+    f = fake(records=4)
+    cfgp = write_cfg(tmp_path, ftp_section("acme", f, ftp, retries=1))
+    f.fault("list", None, "500", times=2)
+    r = kit(cfgp, "beeline", "sync")
+    assert r.returncode == 1 and "HTTP 500 InternalError" in r.stderr and "FAILED" in r.stderr
+    f.fault("list", None, "slow", times=2)
+    f.slow_seconds = 3
+    r = kit(cfgp.parent / "kit.ini", "beeline", "sync",
+            env={"ASTERISK_KIT_BEELINE_ACME_REQUEST_TIMEOUT": "1"})
+    assert r.returncode == 1 and "no answer within 1 s" in r.stderr, r.stderr
+    r = kit(cfgp, "beeline", "sync", env={"ASTERISK_KIT_BEELINE_ACME_TOKEN": "wrong"})
+    assert r.returncode == 1 and "token refused" in r.stderr and "AuthenticationFailed" in r.stderr
+    log = next((tmp_path / "log").glob("beeline-*.log")).read_text()
+    assert "token refused" in log and "no answer within" in log
+    assert not listing(ftp.root / "incoming")
+    conn = storage.connect(load(cfgp))
+    assert storage.state_get(conn, "beeline:acme", "last_id") is None
+    assert not sync.skipped(sync.open_store(load(cfgp)))     # not the records' fault: nothing skipped
+
+
+def test_json_error_body_is_never_saved_and_bad_record_is_skipped_after_n_attempts(tmp_path, fake, ftp):
+    f = fake(records=5, size=50_000)
+    ids = f.ids()
+    f.fault("download", ids[2], "json_error", times=100)
+    cfgp = write_cfg(tmp_path, ftp_section("acme", f, ftp, attempts=2))
+    r = kit(cfgp, "beeline", "sync")
+    assert r.returncode == 1
+    assert f"record {ids[2]} failed (attempt 1 of 2" in r.stderr and "instead of audio" in r.stderr
+    assert_delivered(f, ftp.root / "incoming", ids[:2])           # in order, up to the bad one
+    r = kit(cfgp, "beeline", "sync")
+    assert r.returncode == 0, r.stderr
+    assert "1 skipped" in r.stdout
+    assert_delivered(f, ftp.root / "incoming", ids[:2] + ids[3:])  # never an error body as mp3
+    r = kit(cfgp, "beeline", "skipped")
+    assert r.returncode == 0 and f"acme\t{ids[2]}\t" in r.stdout and "instead of audio" in r.stdout
+    # The skipped record stays skipped; nothing is sent twice.
+    r = kit(cfgp, "beeline", "sync")
+    assert r.returncode == 0 and "0 record(s) exported" in r.stdout
+
+
+def test_missing_record_details_count_as_a_failed_attempt(tmp_path, fake, ftp):
+    f = fake(records=3, short_list=True)
+    ids = f.ids()
+    f.missing.add(ids[0])
+    cfgp = write_cfg(tmp_path, ftp_section("acme", f, ftp, attempts=1))
+    r = kit(cfgp, "beeline", "sync")
+    assert r.returncode == 0, r.stderr
+    assert "1 skipped" in r.stdout
+    assert f.count("record", ids[0]) == 1 and f.count("download", ids[0]) == 0
+    assert_delivered(f, ftp.root / "incoming", ids[1:])
+    log = next((tmp_path / "log").glob("beeline-*.log")).read_text()
+    assert f"record {ids[0]} SKIPPED after 1 failed attempts" in log and "NotFound" in log
+
+
+@pytest.mark.parametrize("kind", ["ftp", "sftp"])
+def test_sigkill_mid_run_then_reruns_deliver_every_record_exactly_once(tmp_path, fake, ftp, sshd, kind):
+    f = fake(records=24, size=1_500_000)
+    if kind == "ftp":
+        sec, out = ftp_section("acme", f, ftp), ftp.root / "incoming"
+    else:
+        out = tmp_path / "sftp-kill"
+        sec = sftp_section("acme", f, sshd, out, tmp_path)
+    cfgp = write_cfg(tmp_path, sec)
+    kills = 0
+    for round_ in range(4):
+        p = subprocess.Popen([str(BIN), "--config", str(cfgp), "beeline", "sync"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        # Kill while a partial (temp) file sits on the server: the worst moment for an upload.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and p.poll() is None:
+            if any(n.endswith(".part") for n in listing(out)) and len(listing(out)) > 4 * round_:
+                p.send_signal(signal.SIGKILL)
+                kills += 1
+                break
+            time.sleep(0.01)
+        p.communicate(timeout=60)
+        names = listing(out)
+        finals = [n for n in names if not n.endswith(".part")]
+        for n in finals:   # nothing partial under a final name, ever
+            rid, ext = n.split(".")
+            assert names[n].read_bytes() == (f.audio(rid) if ext == "mp3" else
+                                             render.Renderer("", "local").render(f.records[rid])), n
+    assert kills >= 2
+    r = kit(cfgp, "beeline", "sync")
+    assert r.returncode == 0, r.stderr
+    assert_delivered(f, out)
+
+
+def test_lock_prevents_overlapping_runs(tmp_path, fake, ftp):
+    f = fake(records=2)
+    cfgp = write_cfg(tmp_path, ftp_section("acme", f, ftp))
+    with JobLock(tmp_path / "data", "beeline-acme"):
+        r = kit(cfgp, "beeline", "sync")
+        assert r.returncode == 75 and "another run holds" in r.stderr
+        assert f.count("list") == 0
+    r = kit(cfgp, "beeline", "sync")
+    assert r.returncode == 0, r.stderr
+
+
+def test_dry_run_and_limit(tmp_path, fake, ftp):
+    f = fake(records=6)
+    cfgp = write_cfg(tmp_path, ftp_section("acme", f, ftp))
+    r = kit(cfgp, "beeline", "sync", "--dry-run", "--limit", "4")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("would export") == 4 and '"language": "ru"' in r.stdout
+    assert not listing(ftp.root / "incoming") and f.count("download") == 0
+    r = kit(cfgp, "beeline", "sync", "--limit", "4")
+    assert r.returncode == 0 and "4 record(s) exported" in r.stdout
+    assert_delivered(f, ftp.root / "incoming", f.ids()[:4])
+    r = kit(cfgp, "beeline", "sync")
+    assert "2 record(s) exported" in r.stdout
+    assert_delivered(f, ftp.root / "incoming")
+
+
+def test_destination_down_keeps_temp_files_bounded_and_cursor(tmp_path, fake, ftp):
+    f = fake(records=3, size=30_000)
+    cfgp = write_cfg(tmp_path, ftp_section("acme", f, ftp, retries=1))
+    ftp.stop()
+    r = kit(cfgp, "beeline", "sync")
+    assert r.returncode == 1 and "giving up after 2 attempt(s)" in r.stderr
+    conn = storage.connect(load(cfgp))
+    assert storage.state_get(conn, "beeline:acme", "last_id") is None
+    assert not sync.skipped(sync.open_store(load(cfgp)))
+    tmp = tmp_path / "data" / "beeline-tmp" / "acme"
+    # The connection is refused before any download: nothing to keep.
+    assert f.count("download") == 0 and not list(tmp.iterdir())
+    for i in range(3):          # failures with files: the newest keep_failed records stay
+        (tmp / f"{100 + i}.mp3").write_bytes(b"x")
+        os.utime(tmp / f"{100 + i}.mp3", (1000 + i, 1000 + i))
+    sync.prune_temp(tmp, 2)
+    assert sorted(p.name for p in tmp.iterdir()) == ["101.mp3", "102.mp3"]
+
+
+def test_config_errors_name_the_section_and_key(tmp_path, fake):
+    f = fake(records=1)
+    bad = write_cfg(tmp_path, section("acme", f, "http://x@host/dir"),
+                    section("b2", f, "sftp://u@h/dir", password="", key_file=""))
+    r = kit(bad, "beeline", "sync")
+    assert r.returncode == 2
+    assert "[beeline:acme] destination: expected a URL sftp://" in r.stderr
+    assert "[beeline:b2] password, key_file: set a password or a key_file" in r.stderr
+
+
+def test_doctor_and_cron_line(tmp_path, fake, ftp):
+    from asterisk_kit.install import cron_jobs
+    f = fake(records=1)
+    cfgp = write_cfg(tmp_path, ftp_section("acme", f, ftp), section("bad", f, ftp.url(), password="wrong", token="nope"))
+    jobs = cron_jobs(load(cfgp))
+    assert [j for j in jobs if j["args"] == "beeline sync" and j["schedule"] == "*/15 * * * *"]
+    r = kit(cfgp, "doctor")
+    assert "ok      beeline acme api: token accepted" in r.stdout, r.stdout
+    assert "ok      beeline acme destination:" in r.stdout and "writable" in r.stdout
+    assert "FAILED  beeline bad api: " in r.stdout and "token refused" in r.stdout
+    assert "FAILED  beeline bad destination: " in r.stdout
+    assert not any(n.startswith(".asterisk-kit-probe") for n in listing(ftp.root / "incoming"))
+    assert not [j for j in cron_jobs(load(write_cfg(tmp_path))) if "beeline" in j["args"]]

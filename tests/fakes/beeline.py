@@ -60,7 +60,9 @@ def audio_chunks(rid: str, size: int):
 class FakeBeeline(LocalServer):
     def __init__(self, *, records: int = 10, first_id: int = 99990, token: str = "tok-0001",
                  size: int = 20000, sizes: Optional[Dict[str, int]] = None, slow_seconds: float = 3.0,
-                 seed: int = 5):
+                 seed: int = 5, short_list: bool = False):
+        # short_list: list items without `abonent` (older answers vary), so details must be fetched.
+        self.short_list = short_list
         self.token = token
         self.slow_seconds = slow_seconds
         self.lock = threading.Lock()
@@ -186,6 +188,8 @@ class FakeBeeline(LocalServer):
                                                 "path": "/apis/portal/records"})
                 after = int(cursor) if cursor else -1
                 items = [fake.records[i] for i in fake.ids() if int(i) > after][:PAGE]
+                if fake.short_list:
+                    items = [{k: v for k, v in it.items() if k != "abonent"} for it in items]
                 self.send_json(200, items)
 
             def download(self, rid: str, truncate: bool):

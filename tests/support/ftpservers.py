@@ -73,6 +73,8 @@ class FtpServer:
                     self.close()
                     cmd.close()          # the whole session goes, as when a link dies
 
+            handle_read_event = handle_read      # the base class aliases its own method
+
         base = TLS_FTPHandler if tls else FTPHandler
         attrs = {"authorizer": auth, "dtp_handler": Dtp, "banner": "test ftp", "passive_ports": None,
                  "permit_foreign_addresses": False}
