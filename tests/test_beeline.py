@@ -186,6 +186,9 @@ def test_client_errors_are_typed(fake, tmp_path):
     f.fault("download", rid, "json_error")
     with pytest.raises(api.RecordError, match="instead of audio"):
         c.download(rid, str(tmp_path / "a.mp3"))
+    f.fault("download", rid, "json_as_audio")
+    with pytest.raises(api.RecordError, match="JSON error body"):
+        c.download(rid, str(tmp_path / "a.mp3"))
     f.fault("download", rid, "500", times=3)
     with pytest.raises(api.TransientError, match="500"):
         c.download(rid, str(tmp_path / "a.mp3"))
@@ -286,7 +289,10 @@ def test_pinning_with_ssh_keyscan_as_documented(tmp_path, fake, sshd):
 
 # ---- faults ------------------------------------------------------------------------------------
 
-def test_ftp_connection_dropped_mid_upload_is_retried(tmp_path, fake, ftp):
+@pytest.mark.parametrize("tls", [False, True], ids=["ftp", "ftps"])
+def test_ftp_connection_dropped_mid_upload_is_retried(tmp_path, fake, started, tls):
+    ftp = FtpServer(tmp_path / "root", tls=tls)
+    started.append(ftp)
     f = fake(records=6, size=400_000)
     ftp.drop_upload_after(150_000)
     cfgp = write_cfg(tmp_path, ftp_section("acme", f, ftp))

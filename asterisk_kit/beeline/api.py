@@ -210,6 +210,9 @@ class BeelineClient:
                 with open(dest, "wb") as f:
                     try:
                         for chunk in r.iter_content(CHUNK):
+                            if size == 0 and _looks_like_error(chunk):
+                                raise RecordError(f"{what}: answered a JSON error body as {ctype or 'untyped'} "
+                                                  f"data: {chunk[:200].decode(errors='replace')}")
                             f.write(chunk)
                             size += len(chunk)
                     except requests.RequestException as e:
@@ -224,6 +227,13 @@ class BeelineClient:
             finally:
                 r.close()
         return self._with_retries(what, attempt)
+
+
+def _looks_like_error(head: bytes) -> bool:
+    # Whatever the Content-Type says: an mp3 starts with "ID3" or a frame sync, never with a JSON
+    # object naming an error.
+    h = head[:4096].lstrip()
+    return h.startswith(b"{") and (b'"errorCode"' in h or b'"error"' in h)
 
 
 def _rid(rid: str) -> str:

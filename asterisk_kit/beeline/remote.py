@@ -106,6 +106,30 @@ class Uploader:
 
 # ---- FTP / FTPS --------------------------------------------------------------------------------
 
+class _FtpTls(ftplib.FTP_TLS):
+    """ftplib's FTP_TLS, except that a server closing the data channel without its own TLS
+    close_notify (pyftpdlib, others) does not fail an upload the server confirmed with 226:
+    ftplib's unwrap() waits for that close_notify and raises SSLEOFError. The size check in
+    publish() still catches any short file."""
+
+    def storbinary(self, cmd, fp, blocksize=8192, callback=None, rest=None):
+        self.voidcmd("TYPE I")
+        with self.transfercmd(cmd, rest) as conn:
+            while True:
+                buf = fp.read(blocksize)
+                if not buf:
+                    break
+                conn.sendall(buf)
+                if callback:
+                    callback(buf)
+            if isinstance(conn, ssl.SSLSocket):
+                try:
+                    conn.unwrap()           # our close_notify: the server knows the file is whole
+                except ssl.SSLError:
+                    pass
+        return self.voidresp()
+
+
 class FtpUploader(Uploader):
     def __init__(self, dest: Destination, c: dict):
         super().__init__(dest, c)
@@ -118,7 +142,7 @@ class FtpUploader(Uploader):
         try:
             if d.scheme == "ftps":
                 ctx = ssl.create_default_context(cafile=c.get("tls_ca_file") or None)
-                ftp = ftplib.FTP_TLS(context=ctx, timeout=timeout)
+                ftp = _FtpTls(context=ctx, timeout=timeout)
             else:
                 ftp = ftplib.FTP(timeout=timeout)
             ftp.connect(d.host, d.port)

@@ -167,8 +167,9 @@ def run(cfg, name: str, *, limit: Optional[int] = None, dry_run: bool = False,
                 cursor = summary.cursor_to = rid
             if client.last_raw_count < api.PAGE_SIZE:
                 break
-    except (api.BeelineError, RemoteError, TemplateError, SyncError) as e:
-        summary.error = str(e)
+    except (api.BeelineError, RemoteError, TemplateError, SyncError, OSError) as e:
+        # OSError: the local side (temp folder full or not writable); the message names the file.
+        summary.error = str(e) if not isinstance(e, OSError) or isinstance(e, RemoteError) else f"local: {e}"
         err = SyncError(str(e))
         err.summary = summary
         raise err from None

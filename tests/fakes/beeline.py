@@ -16,7 +16,8 @@ Audio is generated, never stored: record k's mp3 is "ID3" + a deterministic byte
 
 Faults: `fault(endpoint, rid, kind, times=1)` with endpoint "list", "record", "download" (rid None:
 any record). Kinds: "500", "429", "truncate" (announces the full length, sends half, closes),
-"json_error" (200 with a JSON error body; on download: application/json), "missing" (404 JSON),
+"json_error" (200 with a JSON error body; on download: application/json), "json_as_audio" (the
+same body labelled audio/mpeg), "missing" (404 JSON),
 "slow" (sleeps `slow_seconds` before answering), "drop" (closes the connection without answering).
 
 Run alone for benchmarks: python -m tests.fakes.beeline --records 200 --size 5000000 (prints URL).
@@ -179,6 +180,13 @@ class FakeBeeline(LocalServer):
                     return self.send_json(200, fake.records[rid])
                 if kind == "json_error":
                     return self.error(200, "NotFound", f"Record {rid} file not found")
+                if kind == "json_as_audio":   # an error body mislabelled as audio/mpeg
+                    raw = json.dumps({"errorCode": "NotFound", "description": "file not found"}).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "audio/mpeg")
+                    self.send_header("Content-Length", str(len(raw)))
+                    self.end_headers()
+                    return self.wfile.write(raw)
                 return self.download(rid, truncate=(kind == "truncate"))
 
             def list_records(self, cursor: str):

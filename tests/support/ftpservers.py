@@ -206,3 +206,23 @@ class CuttingProxy:
     def stop(self) -> None:
         self._stop = True
         self.sock.close()
+
+
+def main() -> None:
+    """`python -m tests.support.ftpservers ROOT [--tls]`: an FTP server in its own process (benchmarks);
+    prints the URL, serves until killed."""
+    import argparse
+    p = argparse.ArgumentParser()
+    p.add_argument("root")
+    p.add_argument("--tls", action="store_true")
+    a = p.parse_args()
+    import logging
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("pyftpdlib").setLevel(logging.WARNING)
+    s = FtpServer(Path(a.root), tls=a.tls)
+    print(s.url(), flush=True)
+    s.thread.join()
+
+
+if __name__ == "__main__":
+    main()
