@@ -101,7 +101,7 @@ def listing(directory: Path) -> dict:
     return {p.name: p for p in sorted(directory.iterdir())} if directory.exists() else {}
 
 
-def assert_delivered(fake, directory: Path, ids=None, tz="local") -> None:
+def assert_delivered(fake, directory: Path, ids=None, tz="local", template="") -> None:
     """Exactly one mp3 and one JSON per record, byte-identical audio, JSON as the old script wrote it,
     nothing else (no temp file, no partial file) in the folder."""
     ids = fake.ids() if ids is None else ids
@@ -110,7 +110,7 @@ def assert_delivered(fake, directory: Path, ids=None, tz="local") -> None:
     for i in ids:
         assert files[f"{i}.mp3"].read_bytes() == fake.audio(i), i
         rec = fake.records[i]
-        want = render.Renderer("", tz).render(rec)
+        want = render.Renderer(template, tz).render(rec)
         assert files[f"{i}.json"].read_bytes() == want
 
 
@@ -223,12 +223,20 @@ def test_end_to_end_ftp_with_paging_across_pages(tmp_path, fake, ftp):
     assert logs and "beeline sync acme: 205 record(s) exported" in logs[0].read_text()
 
 
-def test_end_to_end_ftps(tmp_path, fake, ftps):
+def test_end_to_end_ftps_with_a_custom_template(tmp_path, fake, ftps):
     f = fake(records=7, size=150_000)
-    cfgp = write_cfg(tmp_path, ftp_section("tls", f, ftps))
+    tpl = tmp_path / "acme.json.j2"
+    tpl.write_text('{"id": {{ id | json }}, "operator": {{ (record.abonent.firstName ~ " " ~ '
+                   'record.abonent.lastName) | json }}, "at": {{ date_time | json }}}\n', encoding="utf-8")
+    cfgp = write_cfg(tmp_path, ftp_section("tls", f, ftps, template=tpl, timezone="Asia/Vladivostok"))
     r = kit(cfgp, "beeline", "sync")
     assert r.returncode == 0, r.stderr
-    assert_delivered(f, ftps.root / "incoming")
+    assert_delivered(f, ftps.root / "incoming", tz="Asia/Vladivostok", template=str(tpl))
+    rid = f.ids()[0]
+    got = (ftps.root / "incoming" / f"{rid}.json").read_text(encoding="utf-8")
+    when = dt.datetime.fromtimestamp(f.records[rid]["date"] / 1000, dt.timezone(dt.timedelta(hours=10)))
+    assert got == (f'{{"id": "{rid}", "operator": "{f.records[rid]["abonent"]["firstName"]} Петрова", '
+                   f'"at": "{when:%Y-%m-%dT%H:%M:%S}"}}\n')
 
 
 def test_ftps_refuses_an_untrusted_certificate(tmp_path, fake, ftps):
@@ -388,7 +396,7 @@ def test_missing_record_details_count_as_a_failed_attempt(tmp_path, fake, ftp):
 
 @pytest.mark.parametrize("kind", ["ftp", "sftp"])
 def test_sigkill_mid_run_then_reruns_deliver_every_record_exactly_once(tmp_path, fake, ftp, sshd, kind):
-    f = fake(records=24, size=1_500_000)
+    f = fake(records=24, size=2_500_000)
     if kind == "ftp":
         sec, out = ftp_section("acme", f, ftp), ftp.root / "incoming"
     else:
@@ -396,24 +404,32 @@ def test_sigkill_mid_run_then_reruns_deliver_every_record_exactly_once(tmp_path,
         sec = sftp_section("acme", f, sshd, out, tmp_path)
     cfgp = write_cfg(tmp_path, sec)
     kills = 0
-    for round_ in range(4):
+    for round_ in range(6):
         p = subprocess.Popen([str(BIN), "--config", str(cfgp), "beeline", "sync"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         # Kill while a partial (temp) file sits on the server: the worst moment for an upload.
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 90
         while time.monotonic() < deadline and p.poll() is None:
-            if any(n.endswith(".part") for n in listing(out)) and len(listing(out)) > 4 * round_:
+            names = listing(out)
+            if any(n.endswith(".part") for n in names) and len(names) > 3 * kills:
                 p.send_signal(signal.SIGKILL)
                 kills += 1
                 break
-            time.sleep(0.01)
+            time.sleep(0.005)
         p.communicate(timeout=60)
         names = listing(out)
-        finals = [n for n in names if not n.endswith(".part")]
-        for n in finals:   # nothing partial under a final name, ever
+        for n in [n for n in names if not n.endswith(".part")]:   # nothing partial under a final name
             rid, ext = n.split(".")
             assert names[n].read_bytes() == (f.audio(rid) if ext == "mp3" else
                                              render.Renderer("", "local").render(f.records[rid])), n
+        # The cursor never runs ahead of what is on the server.
+        conn = storage.connect(load(cfgp))
+        cursor = storage.state_get(conn, "beeline:acme", "last_id") or "0"
+        conn.close()
+        for rid in [i for i in f.ids() if int(i) <= int(cursor)]:
+            assert f"{rid}.mp3" in names and f"{rid}.json" in names, (cursor, rid)
+        if kills >= 3:
+            break
     assert kills >= 2
     r = kit(cfgp, "beeline", "sync")
     assert r.returncode == 0, r.stderr
@@ -488,3 +504,32 @@ def test_doctor_and_cron_line(tmp_path, fake, ftp):
     assert "FAILED  beeline bad destination: " in r.stdout
     assert not any(n.startswith(".asterisk-kit-probe") for n in listing(ftp.root / "incoming"))
     assert not [j for j in cron_jobs(load(write_cfg(tmp_path))) if "beeline" in j["args"]]
+
+
+@pytest.mark.parametrize("kind", ["ftp", "sftp"])
+def test_publish_after_a_crash_is_idempotent(tmp_path, ftp, sshd, kind):
+    c = {"password": FTP_PASSWORD, "transfer_timeout": 10, "key_file": "", "known_hosts": ""}
+    if kind == "ftp":
+        url, out = ftp.url("/pub"), ftp.root / "pub"
+    else:
+        out = tmp_path / "sftp-pub"
+        url = sshd.url(str(out))
+        (tmp_path / "kh").write_text(sshd.known_hosts_line())
+        c.update(password="", key_file=str(sshd.client_key), known_hosts=str(tmp_path / "kh"))
+    local = tmp_path / "a.mp3"
+    local.write_bytes(b"ID3" + os.urandom(300_000))
+    size = local.stat().st_size
+    up = remote.make_uploader(dict(c, destination=url))
+    try:
+        up.connect()
+        out.mkdir(exist_ok=True)
+        (out / ".1.mp3.part").write_bytes(b"half")        # a killed run's partial upload
+        assert up.publish(str(local), "1.mp3", size) == size
+        assert (out / "1.mp3").read_bytes() == local.read_bytes() and not (out / ".1.mp3.part").exists()
+        assert up.publish(str(local), "1.mp3", size) == 0       # renamed by a run killed before its cursor
+        (out / "2.mp3").write_bytes(b"wrong")                   # a different file under the name: replaced
+        assert up.publish(str(local), "2.mp3", size) == size
+        assert (out / "2.mp3").read_bytes() == local.read_bytes()
+        assert sorted(listing(out)) == ["1.mp3", "2.mp3"]
+    finally:
+        up.close()

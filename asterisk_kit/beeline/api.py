@@ -69,7 +69,7 @@ def classify(r: requests.Response, what: str) -> BeelineError:
     detail = f"HTTP {r.status_code}" + (f" {code}" if code else "") + (f": {desc}" if desc else "")
     low = f"{code} {desc}".lower()
     if r.status_code in (401, 403) or "token" in low or "auth" in low:
-        return AuthError(f"{what}: token refused ({detail}); check [beeline:*] token", r.status_code, code)
+        return AuthError(f"{what}: token refused ({detail}); check the section's token", r.status_code, code)
     if r.status_code == 429 or r.status_code >= 500:
         return TransientError(f"{what}: {detail}", r.status_code, code)
     if r.status_code in (404, 410) or (r.status_code == 400 and ("record" in low or "found" in low)):
