@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 from asterisk_kit import config, storage
 from asterisk_kit.beeline import api, remote, render, sync
 from asterisk_kit.lock import JobLock
-from tests.fakes.beeline import FakeBeeline, expected_audio
+from tests.fakes.beeline import FakeBeeline
 from tests.support.ftpservers import FTP_PASSWORD, CuttingProxy, FtpServer, Sshd
 from tests.support.kitcli import BIN, kit
 

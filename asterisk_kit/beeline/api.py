@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, List, Optional
 
 import requests
 

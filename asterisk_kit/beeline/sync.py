@@ -169,8 +169,8 @@ def run(cfg, name: str, *, limit: Optional[int] = None, dry_run: bool = False,
                 break
     except (api.BeelineError, RemoteError, TemplateError, SyncError, OSError) as e:
         # OSError: the local side (temp folder full or not writable); the message names the file.
-        summary.error = str(e) if not isinstance(e, OSError) or isinstance(e, RemoteError) else f"local: {e}"
-        err = SyncError(str(e))
+        summary.error = f"local: {e}" if isinstance(e, OSError) else str(e)
+        err = SyncError(summary.error)
         err.summary = summary
         raise err from None
     finally:
