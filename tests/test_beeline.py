@@ -490,10 +490,13 @@ def test_config_errors_name_the_section_and_key(tmp_path, fake):
     assert "[beeline:b2] password, key_file: set a password or a key_file" in r.stderr
 
 
-def test_doctor_and_cron_line(tmp_path, fake, ftp):
+def test_doctor_and_cron_line(tmp_path, fake, ftp, sshd):
     from asterisk_kit.install import cron_jobs
     f = fake(records=1)
-    cfgp = write_cfg(tmp_path, ftp_section("acme", f, ftp), section("bad", f, ftp.url(), password="wrong", token="nope"))
+    (tmp_path / "empty_kh").write_text("")
+    cfgp = write_cfg(tmp_path, ftp_section("acme", f, ftp), section("bad", f, ftp.url(), password="wrong", token="nope"),
+                     sftp_section("sf", f, sshd, tmp_path / "sf-out", tmp_path),
+                     sftp_section("sfx", f, sshd, tmp_path / "sfx-out", tmp_path, known_hosts=tmp_path / "empty_kh"))
     jobs = cron_jobs(load(cfgp))
     assert [j for j in jobs if j["args"] == "beeline sync" and j["schedule"] == "*/15 * * * *"]
     r = kit(cfgp, "doctor")
@@ -501,6 +504,9 @@ def test_doctor_and_cron_line(tmp_path, fake, ftp):
     assert "ok      beeline acme destination:" in r.stdout and "writable" in r.stdout
     assert "FAILED  beeline bad api: " in r.stdout and "token refused" in r.stdout
     assert "FAILED  beeline bad destination: " in r.stdout
+    assert f"ok      beeline sf destination: {sshd.url(str(tmp_path / 'sf-out'))} reachable and writable; " \
+           f"host key found in {tmp_path / 'known_hosts'}" in r.stdout, r.stdout
+    assert "FAILED  beeline sfx destination: " in r.stdout and "not in" in r.stdout and "ssh-keyscan" in r.stdout
     assert not any(n.startswith(".asterisk-kit-probe") for n in listing(ftp.root / "incoming"))
     assert not [j for j in cron_jobs(load(write_cfg(tmp_path))) if "beeline" in j["args"]]
 
