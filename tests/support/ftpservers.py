@@ -26,7 +26,7 @@ def _wait_port(port: int, deadline: float = 30.0, proc: Optional[subprocess.Pope
     end = time.monotonic() + deadline
     while time.monotonic() < end:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}: {proc.stderr.read() if proc.stderr else ''}")
+            raise RuntimeError(f"server exited with {proc.returncode}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
                 return
@@ -86,10 +86,17 @@ class FtpServer:
         self.ioloop = IOLoop()
         self.server = FTPServer(("127.0.0.1", 0), handler, ioloop=self.ioloop)
         self.port = self.server.address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"timeout": 0.2},
-                                       daemon=True)
+        self._stopping = False
+        self.thread = threading.Thread(target=self._loop, daemon=True)
         self.thread.start()
         _wait_port(self.port)
+
+    def _loop(self) -> None:
+        # One poll at a time, so stop() ends the loop in this thread before the sockets are closed
+        # (closing them from another thread under a running select() gives EBADF there).
+        while not self._stopping:
+            self.server.serve_forever(timeout=0.1, blocking=False, handle_exit=False)
+        self.server.close_all()
 
     def drop_upload_after(self, n: int) -> None:
         self._drop_after = n
@@ -98,7 +105,7 @@ class FtpServer:
         return f"{'ftps' if self.tls else 'ftp'}://{FTP_USER}@127.0.0.1:{self.port}{directory}"
 
     def stop(self) -> None:
-        self.server.close_all()
+        self._stopping = True
         self.thread.join(10)
 
 
@@ -127,9 +134,15 @@ class Sshd:
             "LogLevel ERROR", "MaxStartups 50", ""]))
         if os.geteuid() == 0:
             Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)   # privilege separation dir
-        self.proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(conf)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        _wait_port(self.port, proc=self.proc)
+        # Its log goes to a file: a pipe nobody reads would block sshd once full.
+        self.log = self.dir / "sshd.log"
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(conf)],
+                                         stdout=subprocess.DEVNULL, stderr=log)
+        try:
+            _wait_port(self.port, proc=self.proc)
+        except RuntimeError as e:
+            raise RuntimeError(f"{e}; sshd said: {self.log.read_text(errors='replace')[-2000:]}") from None
 
     def known_hosts_line(self, port: Optional[int] = None) -> str:
         kind, key = (self.dir / "ssh_host_ed25519_key.pub").read_text().split()[:2]
@@ -221,7 +234,10 @@ def main() -> None:
     logging.getLogger("pyftpdlib").setLevel(logging.WARNING)
     s = FtpServer(Path(a.root), tls=a.tls)
     print(s.url(), flush=True)
-    s.thread.join()
+    try:
+        s.thread.join()
+    except KeyboardInterrupt:
+        s.stop()
 
 
 if __name__ == "__main__":
