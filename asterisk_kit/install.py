@@ -86,6 +86,9 @@ def cron_jobs(cfg) -> List[dict]:
     if cfg.has("dialer"):
         jobs.append({"comment": "autodialer: start today's run when its time has come",
                      "schedule": "* * * * *", "user": "root", "args": "dialer tick"})
+    if cfg.instances("beeline"):
+        jobs.append({"comment": "Beeline recordings -> customers' FTP/SFTP (each customer locked on its own)",
+                     "schedule": "*/15 * * * *", "user": "root", "args": "beeline sync"})
     return jobs
 
 
