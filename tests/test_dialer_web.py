@@ -2,6 +2,7 @@
 the real testbed Asterisk: phones, rejected input, schedule, run now, results."""
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 
@@ -11,6 +12,7 @@ from selenium.webdriver.common.by import By
 
 from tests.support.browser import browser, login, wait_for  # noqa: F401 - fixture
 from tests.support.dialer import dialer_config, dialled, install_callee
+from tests.test_dialer import assert_call_files_mean_only
 from tests.support.kitcli import BIN, kit
 from tests.support.webserver import WebServer
 
@@ -144,6 +146,16 @@ def test_injection_through_http_is_refused(site):
     r = s.post(site.url + "/dialer/import", data={"csrf": tok, "text": "89990000071;1\r\nChannel: evil;;\n"}, timeout=10)
     assert r.status_code == 200
     assert phones(site) == {**before, "89990000071": ("1", "")}
+    # todo.json uploaded through the page's import form: the same allow-list.
+    todo = json.dumps([{"number": "89990000091\nApplication: System"}, {"number": "89990000092", "dtmf": "1\r\n;x"},
+                       {"number": "89990000093", "dtmf": "#"}, {"number": "89990000094", "dtmf": "3",
+                                                                 "comment": "ok\nChannel: evil"}, [1], None])
+    r = s.post(site.url + "/dialer/import", data={"csrf": tok},
+               files={"file": ("todo.json", todo.encode(), "application/json")}, timeout=10)
+    assert r.status_code == 200 and "Добавлено: 1, обновлено: 0, отклонено: 5." in r.text
+    assert phones(site) == {**before, "89990000071": ("1", ""), "89990000094": ("3", "ok Channel: evil")}
+    # Whatever the page stored renders to call files that mean exactly what was intended.
+    assert_call_files_mean_only(site.cfg, {n: d for n, (d, _) in phones(site).items()})
     exported = s.get(site.url + "/dialer/export/todo.json", timeout=10).json()
     assert {"number": "89990000071", "dtmf": "1", "comment": ""} in exported
     assert requests.get(site.url + "/dialer/export/todo.json", allow_redirects=False, timeout=10).status_code in (302, 303)
