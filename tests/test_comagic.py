@@ -381,13 +381,14 @@ def bq_keys(bq):
                 bigquery_table="calls", bigquery_api_endpoint=bq.url)
 
 
+@pytest.mark.timeout(400)   # ~100 load jobs, each polled by the client (>= 1 s a job, as with real BigQuery)
 def test_bigquery_export_day_partitions_replace_and_rerun_stable(tmp_path, fakes):
     f = fakes(calls=3000, days=100, minute_limit=10, minute_window=0.5)
     bq = fakes(FakeBigQuery)
     f.faults.update({2: "expire_token", 4: "limit_exceeded", 6: "internal_error"})
     path = cfg_file(tmp_path, f, chunk_days=89, page_limit=1000, **bq_keys(bq))
     last = D0 + dt.timedelta(days=101)   # two empty days at the end
-    r = kit(path, "comagic", "export", "--from", str(D0), "--to", str(last), timeout=120)
+    r = kit(path, "comagic", "export", "--from", str(D0), "--to", str(last), timeout=360)
     assert r.returncode == 0, r.stdout + r.stderr
     table = bq.tables["proj.marketing.calls"]
     assert table["resource"]["timePartitioning"] == {"type": "DAY", "field": "PARTITION_DATE"}
@@ -396,10 +397,23 @@ def test_bigquery_export_day_partitions_replace_and_rerun_stable(tmp_path, fakes
     assert bq.partition_counts("proj.marketing.calls") == expected(f, D0, last)
     ids = [row["id"] for row in bq.rows("proj.marketing.calls")]
     assert len(ids) == len(set(ids)) == 3000
-    assert bq.load_requests[0] == "calls$20260101" and len(bq.load_requests) == 102
+    assert bq.load_requests == [f"calls${d:%Y%m%d}" for d in export.day_range(D0, last)]   # each day once
     assert bq.job_polls >= 102   # every load job was polled until DONE
+    # Every load job: the day's partition replaced (WRITE_TRUNCATE), with the explicit schema, no inference.
+    loads = [j["configuration"]["load"] for j in bq.jobs.values()]
+    assert len(loads) == 102
+    want = {"id": ("INTEGER", "REQUIRED"), "start_time": ("DATETIME", "REQUIRED"), "is_lost": ("BOOLEAN", "NULLABLE"),
+            "talk_duration": ("INTEGER", "NULLABLE"), "visits_count": ("INTEGER", "NULLABLE"),
+            "campaign_name": ("STRING", "NULLABLE"), "tags": ("STRING", "REPEATED"),
+            "attributes": ("STRING", "REPEATED"), "PARTITION_DATE": ("DATE", "REQUIRED")}
+    for load in loads:
+        assert load["writeDisposition"] == "WRITE_TRUNCATE" and not load.get("autodetect"), load
+        assert load["sourceFormat"] == "PARQUET"
+        got = {x["name"]: (x["type"], x.get("mode", "NULLABLE")) for x in load["schema"]["fields"]}
+        assert {k: got[k] for k in want} == want
+        assert [x["name"] for x in load["schema"]["fields"]] == [x["name"] for x in table["resource"]["schema"]["fields"]]
 
-    r = kit(path, "comagic", "export", "--from", "2026-01-10", "--to", "2026-01-12", timeout=120)
+    r = kit(path, "comagic", "export", "--from", "2026-01-10", "--to", "2026-01-12", timeout=300)
     assert r.returncode == 0, r.stderr
     assert len(bq.rows("proj.marketing.calls")) == 3000
     assert bq.partition_counts("proj.marketing.calls") == expected(f, D0, last)
