@@ -178,6 +178,32 @@ def test_stop_withdraws_waiting_call_files(dialer, asterisk):
     assert Counter(dialled(dialer.callee_log)) == Counter(nums[:2])
 
 
+def test_stop_lets_calls_in_progress_finish(dialer, asterisk):
+    """A call Asterisk is dialling when Stop comes is not torn out of the spool: its real outcome is
+    recorded, and Asterisk is left no half call file to re-create and retry."""
+    cfg = dialer(bundle=2, timeout=30, max_in_progress=20, max_retries=2, retry_time=600)
+    nums = numbers([1, 1, 1, 1])
+    import_lines(cfg, nums)
+    p = subprocess.Popen([str(BIN), "--config", str(cfg), "dialer", "run", "--now"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    conn = db(cfg)
+    deadline = time.time() + 30
+    while sorted(dialled(dialer.callee_log)) != nums[:2]:      # both calls of batch 1 reached the callee
+        assert time.time() < deadline, dialled(dialer.callee_log)
+        time.sleep(0.05)
+    kit(cfg, "dialer", "stop", check=True)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    rows = {c["number"]: c for c in conn.execute("SELECT * FROM dialer_calls")}
+    assert [rows[n]["result"] for n in nums] == ["answered", "answered", "withdrawn", "withdrawn"], \
+        [dict(rows[n]) for n in nums]
+    assert [rows[n]["file_status"] for n in nums[:2]] == ["Completed", "Completed"]
+    assert conn.execute("SELECT status FROM dialer_runs").fetchone()[0] == "stopped"
+    assert not list((asterisk.spool_dir / "outgoing").glob("asterisk-kit-*"))
+    assert not list((asterisk.spool_dir / "outgoing_done").glob("asterisk-kit-*"))
+    assert Counter(dialled(dialer.callee_log)) == Counter(nums[:2])
+
+
 def test_dialplan_loads_cleanly(dialer, asterisk):
     before = len(asterisk.messages())
     dialer(connect_to="Local/100@kit-test-callee")
