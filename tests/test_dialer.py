@@ -76,6 +76,7 @@ def test_run_over_twenty_numbers(dialer, asterisk):
     import_lines(cfg, lines)
     sampler = ChannelSampler(asterisk)
     sampler.start()
+    log_before = len(asterisk.messages())
     t0 = time.time()
     r = kit(cfg, "dialer", "run", "--now", timeout=300)
     sampler.stop.set()
@@ -105,6 +106,10 @@ def test_run_over_twenty_numbers(dialer, asterisk):
     assert max(sampler.samples) >= 2, "the sampler saw no calls: the test proves nothing"
     run = conn.execute("SELECT * FROM dialer_runs").fetchone()
     assert run["status"] == "done" and run["started"] >= t0 - 1
+    # The shipped dialplan ran 20 calls (plain and IVR, AGI reports) without a warning or error.
+    during = asterisk.messages()[log_before:]
+    assert "dialer-event" in during or "avtoobzvon" in during
+    assert not [l for l in during.splitlines() if "WARNING[" in l or "ERROR[" in l], during[-3000:]
     rep = kit(cfg, "dialer", "report", "--csv", check=True)
     assert rep.stdout.count("\n") == 21 and f"{nums[16]},1,done,answered,1," in rep.stdout
 
