@@ -430,3 +430,50 @@ def test_doctor_checks_the_dialer(dialer, asterisk):
     assert r.returncode == 1
     lines = {l.split(":", 1)[0].split(None, 1)[1]: l for l in r.stdout.splitlines() if ":" in l}
     assert lines["dialer templates"].startswith("FAILED") and "Application: System" in lines["dialer templates"]
+
+
+def test_number_rules_are_configurable_but_never_wider_than_digits(tmp_path):
+    from asterisk_kit.config import parse_text
+    from asterisk_kit.dialer.numbers import BadNumber, NumberRules
+    cfg = parse_text(f"[general]\ndata_dir = {tmp_path}\n[asterisk]\nami_user = a\nami_secret = b\n[dialer]\n"
+                     "number_pattern = (10|20)[0-9]{2}|9[0-9]{10}\nnormalise_plus7 = no\n", tmp_path / "kit.ini")
+    rules = NumberRules.from_config(cfg)
+    assert rules.number("1012") == "1012" and rules.number("9 999 000-00-01") == "99990000001"
+    for bad in ("89990000001", "+79990000001", "3012", "101"):     # not the configured format; +7 kept as is
+        with pytest.raises(BadNumber):
+            rules.number(bad)
+    # A pattern that would admit call-file syntax cannot widen the digits-only allow-list.
+    wide = NumberRules(r".*")
+    assert wide.number("12345") == "12345"
+    for bad in ("1;2", "1#", "1\nChannel: x", "+12", "1" * 21):
+        with pytest.raises(BadNumber):
+            wide.number(bad)
+
+
+def test_lock_keeps_to_one_run_process_and_status_reports(tmp_path):
+    from asterisk_kit.lock import JobLock
+    cfg = plain_config(tmp_path)
+    import_lines(cfg, ["89990000001", "89990000002,1"])
+    st = kit(cfg, "dialer", "status", check=True).stdout
+    assert "numbers: 2 (1 with an IVR digit)" in st and "no active run" in st
+    with JobLock(tmp_path / "data", "dialer"):
+        r = kit(cfg, "dialer", "run", "--now")
+        assert r.returncode == 75 and "dialer" in r.stderr, r.stdout + r.stderr
+        assert kit(cfg, "dialer", "tick").returncode == 0       # cron's tick just leaves it to the other process
+    assert db(cfg).execute("SELECT count(*) FROM dialer_runs").fetchone()[0] == 0
+    assert not (tmp_path / "spool" / "outgoing").exists() or not list((tmp_path / "spool" / "outgoing").iterdir())
+
+
+def test_ivr_connects_the_callee_only_when_the_digit_matches(dialer, asterisk, tmp_path):
+    connected = tmp_path / "connected.log"
+    asterisk.add_test_dialplan("dialer_connected", f"[kit-test-connected]\n"
+                               f"exten => _X.,1,System(echo ${{EXTEN}} >> {connected})\n"
+                               " same => n,Answer()\n same => n,Wait(1)\n same => n,Hangup()\n")
+    cfg = dialer(bundle=5, timeout=0, max_in_progress=10, connect_to="Local/${CALLEE}@kit-test-connected")
+    match, other, wrong = numbers([4, 6, 4])    # 4 presses 1, 6 presses 2
+    import_lines(cfg, [f"{match},1", f"{other},1", f"{wrong},2"])
+    r = kit(cfg, "dialer", "run", "--now", timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = {c["number"]: (c["result"], c["pressed"]) for c in db(cfg).execute("SELECT * FROM dialer_calls")}
+    assert rows == {match: ("answered", "1"), other: ("answered", "2"), wrong: ("answered", "1")}
+    assert dialled(connected) == [match]
