@@ -247,10 +247,13 @@ def test_local_default_needs_no_google_account(tmp_path, fakes):
     f = fakes(calls=300, days=3)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GOOGLE", "CLOUDSDK", "GCE"))}
     env["HOME"] = str(tmp_path / "home")
-    r = subprocess.run([sys.executable, "-m", "asterisk_kit", "--config", str(cfg_file(tmp_path, f)),
-                        "comagic", "export", "--from", "2026-01-01", "--to", "2026-01-03"],
-                       capture_output=True, text=True, timeout=120, env=env)
+    # Not even the Google libraries: any `import google...` fails in this process.
+    code = ("import sys; sys.modules['google'] = None; from asterisk_kit.cli import main; "
+            f"sys.exit(main(['--config', {str(cfg_file(tmp_path, f))!r}, 'comagic', 'export', "
+            "'--from', '2026-01-01', '--to', '2026-01-03']))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert r.returncode == 0, r.stdout + r.stderr
+    assert "3 day(s) loaded" in r.stdout and "300 rows" in r.stdout and "local DuckDB" in r.stdout
     assert local_counts(tmp_path)[1] == 300
 
 
