@@ -112,6 +112,31 @@ def test_run_over_twenty_numbers(dialer, asterisk):
     assert not [l for l in during.splitlines() if "WARNING[" in l or "ERROR[" in l], during[-3000:]
     rep = kit(cfg, "dialer", "report", "--csv", check=True)
     assert rep.stdout.count("\n") == 21 and f"{nums[16]},1,done,answered,1," in rep.stdout
+    # ... and on the run's page.
+    shown = run_page_results(cfg, run["id"])
+    assert shown == {n: (expected[d], calls[n]["pressed"] or "") for n, d in zip(nums, digits)}
+
+
+def run_page_results(cfg, run_id):
+    """{number: (data-result, pressed)} as the logged-in run page shows them (real `asterisk-kit web`)."""
+    import re
+
+    import requests
+
+    from tests.support.webserver import WebServer
+    subprocess.run([str(BIN), "--config", str(cfg), "user", "add", "olga", "--password-stdin"],
+                   input="dialer pass 1\n", text=True, check=True, capture_output=True, timeout=60)
+    srv = WebServer(cfg).start()
+    try:
+        s = requests.Session()
+        tok = re.search(r'name="csrf" value="([^"]+)"', s.get(srv.url + "/login", timeout=10).text).group(1)
+        s.post(srv.url + "/login", data={"csrf": tok, "user": "olga", "password": "dialer pass 1"}, timeout=10)
+        page = s.get(srv.url + f"/dialer/runs/{run_id}", timeout=10)
+        assert page.status_code == 200
+        return {m.group(1): (m.group(2), m.group(3)) for m in re.finditer(
+            r'<tr data-number="([0-9]+)">.*?data-result="([a-z_]+)".*?<td class="pressed">([0-9]*)</td>', page.text, re.S)}
+    finally:
+        srv.stop()
 
 
 def test_killed_run_never_dials_twice(dialer, asterisk):
