@@ -176,6 +176,36 @@ def test_killed_run_never_dials_twice(dialer, asterisk):
     assert conn.execute("SELECT status FROM dialer_runs").fetchone()[0] == "done"
 
 
+def test_killed_again_and_again_at_random_instants(dialer, asterisk):
+    """SIGKILL the run process at random moments (handing over, pausing, collecting), resume with cron's
+    tick each time: in the end every number was dialled exactly once and has its outcome."""
+    import random
+    rnd = random.Random(20261123)
+    cfg = dialer(bundle=2, timeout=2, max_in_progress=20)
+    nums = numbers([1, 2] * 8)
+    import_lines(cfg, nums)
+    args, kills = ["dialer", "run", "--now"], 0
+    conn = db(cfg)
+    for _ in range(6):
+        p = subprocess.Popen([str(BIN), "--config", str(cfg), *args], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        args = ["dialer", "tick"]
+        try:
+            p.wait(rnd.uniform(0.3, 2.5))
+        except subprocess.TimeoutExpired:
+            p.send_signal(signal.SIGKILL)
+            p.wait(10)
+            kills += 1
+    assert kills >= 4, "the run ended before it could be killed: the test proves little"
+    r = kit(cfg, "dialer", "tick", timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert conn.execute("SELECT status FROM dialer_runs").fetchone()[0] == "done"
+    assert Counter(dialled(dialer.callee_log)) == Counter(nums)
+    rows = {c["number"]: c["result"] for c in conn.execute("SELECT number, result FROM dialer_calls")}
+    assert rows == {n: ("answered" if n.endswith("1") else "busy") for n in nums}
+    assert not list((asterisk.spool_dir / "outgoing").glob("asterisk-kit-*"))
+
+
 def test_stop_withdraws_waiting_call_files(dialer, asterisk):
     cfg = dialer(bundle=2, timeout=30, max_in_progress=20, max_retries=3, retry_time=600)
     nums = numbers([3, 3, 1, 1, 1, 1])
