@@ -164,6 +164,12 @@ def test_injection_through_http_is_refused(site):
                                                  "comment": "a\nChannel: evil\r\n# ; x"}, timeout=10)
     assert r.status_code == 200
     assert phones(site)["89990000081"] == ("", "a Channel: evil # ; x")
+    # ... and is shown as text, never as markup.
+    r = s.post(site.url + "/dialer/phones", data={"csrf": tok, "number": "89990000082", "digit": "",
+                                                 "comment": "<script>alert(1)</script>"}, timeout=10)
+    page = s.get(site.url + "/dialer", timeout=10).text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert(1)" not in page
+    s.post(site.url + "/dialer/phones/89990000082/delete", data={"csrf": tok}, timeout=10)
 
 
 def test_stop_from_the_run_page(site, browser):
