@@ -532,3 +532,35 @@ def test_ivr_connects_the_callee_only_when_the_digit_matches(dialer, asterisk, t
     rows = {c["number"]: (c["result"], c["pressed"]) for c in db(cfg).execute("SELECT * FROM dialer_calls")}
     assert rows == {match: ("answered", "1"), other: ("answered", "2"), wrong: ("answered", "1")}
     assert dialled(connected) == [match]
+
+
+def test_call_files_are_staged_then_renamed_and_given_to_the_asterisk_user(tmp_path, monkeypatch):
+    """Written in spool/tmp (same file system), renamed into outgoing/ whole; as root, owned by run_user."""
+    import pwd
+    from asterisk_kit.config import parse_text
+    from asterisk_kit.dialer.callfile import Renderer, Spool, file_name
+    if os.geteuid() != 0:
+        pytest.skip("needs root (CI runs as root)")
+    nobody = pwd.getpwnam("nobody")
+    cfg = parse_text(f"[general]\ndata_dir = {tmp_path}/data\n[asterisk]\nami_user = a\nami_secret = b\n"
+                     f"spool_dir = {tmp_path}/spool\nrun_user = nobody\n[dialer]\n", tmp_path / "kit.ini")
+    (tmp_path / "spool" / "outgoing").mkdir(parents=True)
+    r, spool = Renderer(cfg), Spool(cfg)
+    files = [(file_name(3, n), r.render(3, n)) for n in ("89990000001", "89990000002")]
+    renamed = []
+    real_rename = os.rename
+
+    def watch(src, dst):
+        renamed.append((os.fspath(src), os.fspath(dst), os.stat(src).st_ino))
+        real_rename(src, dst)
+    import asterisk_kit.dialer.callfile as callfile
+    monkeypatch.setattr(callfile.os, "rename", watch)
+    spool.hand_over(files)
+    monkeypatch.undo()
+    assert [(os.path.dirname(a), os.path.dirname(b)) for a, b, _ in renamed] == \
+        [(str(tmp_path / "spool" / "tmp"), str(tmp_path / "spool" / "outgoing"))] * 2
+    assert not list((tmp_path / "spool" / "tmp").iterdir())
+    for (name, text), (_, dst, ino) in zip(files, renamed):
+        p = tmp_path / "spool" / "outgoing" / name
+        assert p.read_text() == text and os.stat(p).st_ino == ino          # the same file, moved whole
+        assert (os.stat(p).st_uid, os.stat(p).st_gid) == (nobody.pw_uid, nobody.pw_gid)
