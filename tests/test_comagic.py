@@ -19,7 +19,7 @@ from asterisk_kit.comagic import api, export, transform
 from asterisk_kit.lock import JobLock
 from tests.fakes.bigquery import FakeBigQuery
 from tests.fakes.comagic import FakeComagic
-from tests.support.kitcli import kit
+from tests.support.kitcli import BIN as BIN_KIT, kit
 
 pytestmark = [pytest.mark.timeout(120),
               pytest.mark.filterwarnings("ignore:.*(pandas-gbq|pandas_gbq).*")]
@@ -489,3 +489,17 @@ def test_killed_run_leaves_only_whole_days_and_rerun_completes(tmp_path, fakes):
     per_day, total, distinct, loaded = local_counts(tmp_path)
     assert loaded == set(export.day_range(first, today - dt.timedelta(days=1)))
     assert per_day == expected(f, first, today - dt.timedelta(days=1)) and total == distinct
+
+
+def test_install_puts_the_export_in_cron(tmp_path, fakes):
+    f = fakes()
+    path = cfg_file(tmp_path, f)
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "extensions.conf").write_text("[default]\n")
+    kit(path, "install", "--asterisk-etc", str(etc), "--no-initd", "--cron-dir", str(tmp_path / "cron.d"),
+        check=True)
+    lines = [l for l in (tmp_path / "cron.d" / "asterisk-kit").read_text().splitlines() if "comagic" in l
+             and not l.startswith("#")]
+    assert len(lines) == 1 and lines[0].startswith("40 * * * * root ")
+    assert lines[0].split(" root ", 1)[1].startswith(f"{BIN_KIT} --config {path} comagic export"), lines
