@@ -275,7 +275,9 @@ def test_incremental_resumes_after_a_failed_run_without_duplicates(tmp_path, fak
     per_day, total, distinct, loaded = local_counts(tmp_path)
     assert per_day == expected(f, D0, dt.date(2026, 1, 20)) and total == distinct
     # Up to date: the next run the same day does nothing; a day later only that day.
+    calls_before = (f.login_requests, f.report_requests)
     assert export.run(cfg, today=dt.date(2026, 1, 21)).days == []
+    assert (f.login_requests, f.report_requests) == calls_before    # nothing to do: not a single API request
     assert export.run(cfg, today=dt.date(2026, 1, 22)).days == [dt.date(2026, 1, 21)]
 
 
