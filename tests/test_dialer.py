@@ -564,3 +564,25 @@ def test_call_files_are_staged_then_renamed_and_given_to_the_asterisk_user(tmp_p
         p = tmp_path / "spool" / "outgoing" / name
         assert p.read_text() == text and os.stat(p).st_ino == ino          # the same file, moved whole
         assert (os.stat(p).st_uid, os.stat(p).st_gid) == (nobody.pw_uid, nobody.pw_gid)
+
+
+def test_tick_starts_todays_scheduled_run_once(dialer, asterisk, tmp_path):
+    """cron's `dialer tick`, end to end: the run is started when its time has come, and only once."""
+    import datetime as dt
+    import json
+    cfg = dialer(bundle=5, timeout=0)
+    nums = numbers([1, 2])
+    import_lines(cfg, nums)
+    now = dt.datetime.now().astimezone()
+    start = max(now - dt.timedelta(minutes=1), now.replace(hour=0, minute=0))
+    day = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[start.weekday()]
+    sched = tmp_path / "schedule.json"
+    sched.write_text(json.dumps({day: start.strftime("%H:%M")}))
+    kit(cfg, "dialer", "import", "--schedule", str(sched), check=True)
+    r = kit(cfg, "dialer", "tick", timeout=300)
+    assert r.returncode == 0, r.stderr
+    runs = [tuple(x) for x in db(cfg).execute("SELECT trigger, day, status FROM dialer_runs")]
+    assert runs == [("schedule", start.date().isoformat(), "done")]
+    assert kit(cfg, "dialer", "tick").returncode == 0
+    assert db(cfg).execute("SELECT count(*) FROM dialer_runs").fetchone()[0] == 1
+    assert Counter(dialled(dialer.callee_log)) == Counter(nums)
