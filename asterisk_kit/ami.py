@@ -1,8 +1,8 @@
 """The kit's AMI client: a small synchronous one for short jobs (doctor, dialer pacing, CLI).
 
 Why not pyst2's `asterisk.manager`: it runs reader threads and warns on current Pythons; a job that
-logs in, asks two things and leaves needs none of that. The long-running BLF daemon uses the
-asyncio side (panoramisk) instead. Values are checked for CR/LF so nothing can inject a header.
+logs in, asks two things and leaves needs none of that. The long-running BLF daemon has its own
+asyncio reader (asterisk_kit/blf/amiconn.py). Values are checked for CR/LF so nothing can inject a header.
 """
 from __future__ import annotations
 

@@ -24,6 +24,8 @@ COMMAND_MODULES = (
     "asterisk_kit.web.cli",
     "asterisk_kit.dialer.cli",
     "asterisk_kit.comagic.cli",
+    "asterisk_kit.beeline.cli",
+    "asterisk_kit.blf.cli",
     "asterisk_kit.nimbox.cli",
 )
 

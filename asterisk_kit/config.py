@@ -207,6 +207,75 @@ def _comagic_validate(v: Dict[str, Any]) -> List[Tuple[str, str]]:
     return out
 
 
+def _destination_url(v: str) -> str:
+    # sftp://user@host:port/dir, ftp://user@host/dir, ftps://... (explicit TLS). The password is a
+    # separate (secret) key so URLs can be logged; no query or fragment.
+    from urllib.parse import urlsplit
+    s = v.strip()
+    try:
+        u = urlsplit(s)
+        port = u.port
+    except ValueError:
+        raise _Invalid("a URL sftp://user@host[:port]/dir, ftp://... or ftps://... (bad port)") from None
+    if (u.scheme not in ("sftp", "ftp", "ftps") or not u.hostname or not u.username or u.password
+            or u.query or u.fragment or re.search(r"[\s\x00-\x1f]", s)):
+        raise _Invalid("a URL sftp://user@host[:port]/dir, ftp://user@host[:port]/dir or ftps://... "
+                       "(user required; the password goes in the password key)")
+    del port
+    return s
+
+
+def _record_id_or_empty(v: str) -> str:
+    s = v.strip()
+    if s and not s.isdigit():
+        raise _Invalid("a record id (digits), or empty")
+    return s
+
+
+def _beeline_validate(v: Dict[str, Any]) -> List[Tuple[str, str]]:
+    out = []
+    if not v["api_url"]:
+        out.append(("api_url", "expected an http:// or https:// URL"))
+    scheme = v["destination"].split(":", 1)[0]
+    if scheme in ("ftp", "ftps") and not v["password"]:
+        out.append(("password", f"required for a {scheme}:// destination"))
+    if scheme != "ftps" and v["tls_ca_file"]:
+        out.append(("tls_ca_file", "only used with an ftps:// destination"))
+    if scheme != "sftp" and (v["key_file"] or v["known_hosts"]):
+        out.append(("key_file, known_hosts", "only used with an sftp:// destination"))
+    if scheme == "sftp" and not v["password"] and not v["key_file"]:
+        out.append(("password, key_file", "set a password or a key_file for the sftp:// destination"))
+    return out
+
+
+def _blf_patterns(v: str) -> List[str]:
+    from .blf.states import PatternError, compile_patterns
+    items = _list(v)
+    try:
+        compile_patterns(items)
+    except PatternError as e:
+        raise _Invalid(f"extensions, ranges 100-199 or patterns _1XX ({e})") from None
+    return items
+
+
+def _blf_groups(v: str) -> str:
+    from .blf.states import PatternError, parse_groups
+    try:
+        parse_groups(v)
+    except PatternError as e:
+        raise _Invalid(f"groups `Title: 101-110, 120; Other title: _2XX` ({e})") from None
+    return v
+
+
+def _blf_names(v: str) -> str:
+    from .blf.states import PatternError, parse_names
+    try:
+        parse_names(v)
+    except PatternError as e:
+        raise _Invalid(f"names `101: Name; 102: Other name` ({e})") from None
+    return v
+
+
 # ---- [nimbox] value types -----------------------------------------------------------------------
 
 def _rewrite_rules(v: str) -> List[Tuple[str, str]]:
@@ -335,6 +404,28 @@ SCHEMA: Dict[str, Section] = {
         "trusted_proxies": Key(_networks, "", "Reverse proxies (addresses or networks) whose X-Forwarded-For is "
                                               "believed for the client address; empty: none."),
     }),
+    "blf": Section("BLF panel: `asterisk-kit blf run` (one AMI connection -> memcached) and the /blf page.", {
+        "contexts": Key(_list, "ext-local", "Dialplan contexts whose hints are shown (FreePBX: ext-local)."),
+        "include": Key(_blf_patterns, "", "Only these extensions (101, ranges 100-199, patterns _1XX); empty: all."),
+        "exclude": Key(_blf_patterns, "", "Never these extensions (same forms)."),
+        "groups": Key(_blf_groups, "", "Groups on the page, in this order: `Sales: 101-110, 120; Support: _2XX`. "
+                                       "Extensions in no group are shown last.", example="Reception: 100-109; Sales: _2XX"),
+        "names": Key(_blf_names, "", "Names from the config, `101: Olga; 102: Ivan`; they win over MySQL's."),
+        "names_from_mysql": Key(_bool, "yes", "Read names from FreePBX's users table when [mysql] is configured."),
+        "names_refresh_seconds": Key(_int_range(10, 86400), "300", "How often the names are read again."),
+        "anonymous_networks": Key(_networks, "", "Networks allowed to view /blf without logging in (wall "
+                                                 "screens), e.g. 192.168.1.50/32; empty: login required."),
+        "heartbeat_seconds": Key(_float_range(0.2), "1", "The daemon writes its heartbeat this often."),
+        "stale_seconds": Key(_float_range(1), "5", "The page shows `stale` when the heartbeat is older than this."),
+        "ping_seconds": Key(_float_range(0.5), "2", "AMI Ping interval; no answer within [asterisk] ami_timeout "
+                                                   "means the link is dead."),
+        "resync_seconds": Key(_int_range(10, 86400), "60", "A fresh ExtensionStateList this often (a `dialplan reload` "
+                                                           "that only adds hints sends no event)."),
+        "reconnect_max_seconds": Key(_int_range(1, 3600), "30", "Longest pause between AMI reconnection attempts."),
+        "max_viewers": Key(_int_range(1, 10000), "200", "Live (SSE) viewers served at once per web process; more "
+                                                        "get 503 and retry."),
+        "poll_ms": Key(_int_range(10, 5000), "50", "The web process checks memcached for a new version this often."),
+    }),
     "dialer": Section("Autodialer (avtoobzvon): dialplan, call files and pacing.", {
         "dial_out": Key(_nonempty, "PJSIP/${NUMBER}@trunk",
                         "Dial string for the outside call; ${NUMBER} is replaced by the number dialled. "
@@ -397,6 +488,42 @@ SCHEMA: Dict[str, Section] = {
         "max_rate_wait_seconds": Key(_int_range(0, 86400), "300", "Longest wait for a rate-limit reset before the run "
                                                                   "gives up (it resumes on the next run)."),
     }, validate=_comagic_validate),
+    "beeline": Section("Beeline cloud PBX recordings export (`asterisk-kit beeline sync`): mp3 + JSON per call "
+                       "to the customer's FTP / FTPS / SFTP server. One [beeline:NAME] section per customer.", {
+        "token": Key(_nonempty, None, "API token (X-MPBX-API-AUTH-TOKEN, a GUID from the Beeline account). "
+                                      "Better from ASTERISK_KIT_BEELINE_<NAME>_TOKEN.", secret=True,
+                     example="00000000-0000-0000-0000-000000000000"),
+        "api_url": Key(_http_url_or_empty, "https://cloudpbx.beeline.ru/apis/portal",
+                       "Portal API base URL (override for tests)."),
+        "destination": Key(_destination_url, None, "Where the files go: sftp://user@host[:port]/dir, "
+                                                   "ftp://user@host[:port]/dir or ftps://... (FTP with explicit TLS).",
+                           example="sftp://records@files.example.ru:22/incoming"),
+        "password": Key(_str, "", "Password of the destination login (FTP/FTPS; SFTP when no key_file). "
+                                  "Better from ASTERISK_KIT_BEELINE_<NAME>_PASSWORD.", secret=True),
+        "key_file": Key(_str, "", "SFTP: private key file (RSA, ECDSA or ed25519) for the login.",
+                        example="/etc/asterisk-kit/beeline_id_ed25519"),
+        "key_passphrase": Key(_str, "", "SFTP: passphrase of key_file, if any.", secret=True),
+        "known_hosts": Key(_str, "", "SFTP: known_hosts file holding the server's host key (the key is "
+                                     "always checked). Pin it with `ssh-keyscan -p PORT HOST >> FILE` and "
+                                     "compare the fingerprint with the customer's. Empty: ~/.ssh/known_hosts "
+                                     "of the user the job runs as.", example="/etc/asterisk-kit/known_hosts"),
+        "tls_ca_file": Key(_str, "", "FTPS: CA certificate file to trust for the server's certificate (a private "
+                                     "or self-signed one); empty: the system's CAs. The name is always checked."),
+        "template": Key(_str, "", "Jinja template for the JSON file; empty: the shipped one (the old script's "
+                                  "format: employeeId, direction, language, respondentNumber, dateTime)."),
+        "timezone": Key(_timezone, "local", "Zone of dateTime in the JSON (the old script: the server's local time)."),
+        "start_after_id": Key(_record_id_or_empty, "", "First run only: export records after this id "
+                                                       "(empty: every record the API still holds)."),
+        "limit": Key(_int_range(0), "0", "Records per run at most (0: no limit)."),
+        "attempts": Key(_int_range(1, 1000), "5", "Runs that may fail on one record before it is skipped "
+                                                  "(and listed by `asterisk-kit beeline skipped`)."),
+        "retries": Key(_int_range(0, 20), "3", "Retries of one request or upload, with growing pauses."),
+        "retry_pause": Key(_float_range(0), "2", "First pause between retries in seconds (doubles each time)."),
+        "request_timeout": Key(_float_range(1), "60", "Seconds without an answer from the API before giving up."),
+        "transfer_timeout": Key(_float_range(1), "60", "Seconds without progress on the destination before giving up."),
+        "keep_failed": Key(_int_range(0, 1000), "10", "Local temp files of failed records kept for inspection "
+                                                      "(the oldest beyond this are removed)."),
+    }, multi=True, validate=_beeline_validate),
     "nimbox": Section("NiMbox CRM push: each call is sent when it hangs up (AGI hook), kept in an outbox when "
                       "NiMbox cannot be reached, and replicated from the CDR table (`asterisk-kit nimbox sync`).", {
         "url": Key(_http_url_or_empty, None, "NiMbox address; the kit calls URL/direct/items/phonecalls/create.",

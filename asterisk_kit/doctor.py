@@ -15,8 +15,10 @@ Check = Tuple[str, bool, str]
 
 # section name (or multi-section kind) -> "module:function"
 CAPABILITY_CHECKS = {
+    "beeline": "asterisk_kit.beeline:doctor_checks",
     "comagic": "asterisk_kit.comagic:doctor_checks",
     "dialer": "asterisk_kit.dialer:doctor_checks",
+    "blf": "asterisk_kit.blf:doctor_checks",
     "nimbox": "asterisk_kit.nimbox:doctor_checks",
 }
 

@@ -86,6 +86,12 @@ def cron_jobs(cfg) -> List[dict]:
     if cfg.has("dialer"):
         jobs.append({"comment": "autodialer: start today's run when its time has come",
                      "schedule": "* * * * *", "user": "root", "args": "dialer tick"})
+    if cfg.instances("beeline"):
+        jobs.append({"comment": "Beeline recordings -> customers' FTP/SFTP (each customer locked on its own)",
+                     "schedule": "*/15 * * * *", "user": "root", "args": "beeline sync"})
+    if cfg.has("comagic"):  # hourly: loads yesterday once it is over, and resumes a run that stopped early
+        jobs.append({"comment": "CoMagic calls -> warehouse, day by day up to yesterday",
+                     "schedule": "40 * * * *", "user": "root", "args": "comagic export"})
     if cfg.has("nimbox"):
         n = cfg["nimbox"]
         if n["cron_incremental"]:

@@ -114,7 +114,7 @@ def setup(cfg, job: str, *, to_stderr: Optional[bool] = None, verbose: bool = Fa
         h.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
         root.addHandler(h)
     # Third-party chatter stays at WARNING unless debugging.
-    for noisy in ("urllib3", "paramiko", "asyncio", "panoramisk", "google", "selenium"):
+    for noisy in ("urllib3", "paramiko", "asyncio", "google", "selenium"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
     log = logging.getLogger(f"asterisk_kit.{job}")
     if problem:

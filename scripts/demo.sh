@@ -62,23 +62,40 @@ port = $PORT
 dial_out = Local/\${NUMBER}@demo-callee
 sound = $BEEP
 ivr_prompt = $BEEP
+
+[blf]
+names = 101: Ольга; 102: Иван; 103: Reception; 201: Sales 1; 202: Sales 2
+groups = Office: 101-103; Sales: _2XX
 INI
-# A callee that answers every demo call, so the autodialer can be tried without a trunk.
+# A callee that answers every demo call, so the autodialer can be tried without a trunk, and a few
+# extensions with hints on Custom: devices for the BLF panel (change one with
+# `.venv/bin/python -m tests.support.asterisk cli demo/asterisk "devstate change Custom:101 INUSE"`).
 cat > "$(j etc_dir)/extensions_test_demo.conf" <<'DP'
 [demo-callee]
 exten => _X.,1,Answer()
  same => n,Wait(3)
  same => n,Hangup()
+
+[ext-local]
+exten => 101,hint,Custom:101
+exten => 102,hint,Custom:102
+exten => 103,hint,Custom:103
+exten => 201,hint,Custom:201
+exten => 202,hint,Custom:202
 DP
 grep -qx '#include extensions_test_demo.conf' "$(j etc_dir)/extensions.conf" \
   || echo '#include extensions_test_demo.conf' >> "$(j etc_dir)/extensions.conf"
 $KIT config check
 $KIT install --asterisk-etc "$(j etc_dir)" --no-initd --no-cron --reload
+# The demo contexts above may be new to this Asterisk even when the kit's own file is unchanged.
+.venv/bin/python -m tests.support.asterisk cli "$DEMO/asterisk" "dialplan reload" >/dev/null
 
 if [ ! -f "$DEMO/demo-password.txt" ]; then
   .venv/bin/python -c "import secrets; print(secrets.token_urlsafe(9))" > "$DEMO/demo-password.txt"
   $KIT user add demo --password-stdin < "$DEMO/demo-password.txt"
 fi
+$KIT blf run &
+PIDS+=($!)
 $KIT doctor || true
 echo
 echo "asterisk-kit demo: http://127.0.0.1:$PORT/  login: demo  password: $(cat "$DEMO/demo-password.txt")"

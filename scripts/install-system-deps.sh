@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages the kit's tests and demo need (idempotent).
-# memcached, MariaDB, headless Chromium, OpenSSH (SFTP test server), debootstrap (Asterisk testbed).
+# memcached, MariaDB, headless Chromium, OpenSSH (SFTP test server), openssl (FTPS test certificate),
+# debootstrap (Asterisk testbed), baresip (a real SIP phone for the BLF tests).
 set -euo pipefail
 PKGS=(memcached mariadb-server mariadb-client chromium chromium-driver openssh-server openssh-client
-      debootstrap python3-venv sqlite3 procps ca-certificates)
+      debootstrap python3-venv sqlite3 procps ca-certificates openssl baresip)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -19,7 +19,7 @@ from asterisk_kit.comagic import api, export, transform
 from asterisk_kit.lock import JobLock
 from tests.fakes.bigquery import FakeBigQuery
 from tests.fakes.comagic import FakeComagic
-from tests.support.kitcli import kit
+from tests.support.kitcli import BIN as BIN_KIT, kit
 
 pytestmark = [pytest.mark.timeout(120),
               pytest.mark.filterwarnings("ignore:.*(pandas-gbq|pandas_gbq).*")]
@@ -247,10 +247,13 @@ def test_local_default_needs_no_google_account(tmp_path, fakes):
     f = fakes(calls=300, days=3)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GOOGLE", "CLOUDSDK", "GCE"))}
     env["HOME"] = str(tmp_path / "home")
-    r = subprocess.run([sys.executable, "-m", "asterisk_kit", "--config", str(cfg_file(tmp_path, f)),
-                        "comagic", "export", "--from", "2026-01-01", "--to", "2026-01-03"],
-                       capture_output=True, text=True, timeout=120, env=env)
+    # Not even the Google libraries: any `import google...` fails in this process.
+    code = ("import sys; sys.modules['google'] = None; from asterisk_kit.cli import main; "
+            f"sys.exit(main(['--config', {str(cfg_file(tmp_path, f))!r}, 'comagic', 'export', "
+            "'--from', '2026-01-01', '--to', '2026-01-03']))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert r.returncode == 0, r.stdout + r.stderr
+    assert "3 day(s) loaded" in r.stdout and "300 rows" in r.stdout and "local DuckDB" in r.stdout
     assert local_counts(tmp_path)[1] == 300
 
 
@@ -272,7 +275,9 @@ def test_incremental_resumes_after_a_failed_run_without_duplicates(tmp_path, fak
     per_day, total, distinct, loaded = local_counts(tmp_path)
     assert per_day == expected(f, D0, dt.date(2026, 1, 20)) and total == distinct
     # Up to date: the next run the same day does nothing; a day later only that day.
+    calls_before = (f.login_requests, f.report_requests)
     assert export.run(cfg, today=dt.date(2026, 1, 21)).days == []
+    assert (f.login_requests, f.report_requests) == calls_before    # nothing to do: not a single API request
     assert export.run(cfg, today=dt.date(2026, 1, 22)).days == [dt.date(2026, 1, 21)]
 
 
@@ -381,13 +386,14 @@ def bq_keys(bq):
                 bigquery_table="calls", bigquery_api_endpoint=bq.url)
 
 
+@pytest.mark.timeout(400)   # ~100 load jobs, each polled by the client (>= 1 s a job, as with real BigQuery)
 def test_bigquery_export_day_partitions_replace_and_rerun_stable(tmp_path, fakes):
     f = fakes(calls=3000, days=100, minute_limit=10, minute_window=0.5)
     bq = fakes(FakeBigQuery)
     f.faults.update({2: "expire_token", 4: "limit_exceeded", 6: "internal_error"})
     path = cfg_file(tmp_path, f, chunk_days=89, page_limit=1000, **bq_keys(bq))
     last = D0 + dt.timedelta(days=101)   # two empty days at the end
-    r = kit(path, "comagic", "export", "--from", str(D0), "--to", str(last), timeout=120)
+    r = kit(path, "comagic", "export", "--from", str(D0), "--to", str(last), timeout=360)
     assert r.returncode == 0, r.stdout + r.stderr
     table = bq.tables["proj.marketing.calls"]
     assert table["resource"]["timePartitioning"] == {"type": "DAY", "field": "PARTITION_DATE"}
@@ -396,10 +402,23 @@ def test_bigquery_export_day_partitions_replace_and_rerun_stable(tmp_path, fakes
     assert bq.partition_counts("proj.marketing.calls") == expected(f, D0, last)
     ids = [row["id"] for row in bq.rows("proj.marketing.calls")]
     assert len(ids) == len(set(ids)) == 3000
-    assert bq.load_requests[0] == "calls$20260101" and len(bq.load_requests) == 102
+    assert bq.load_requests == [f"calls${d:%Y%m%d}" for d in export.day_range(D0, last)]   # each day once
     assert bq.job_polls >= 102   # every load job was polled until DONE
+    # Every load job: the day's partition replaced (WRITE_TRUNCATE), with the explicit schema, no inference.
+    loads = [j["configuration"]["load"] for j in bq.jobs.values()]
+    assert len(loads) == 102
+    want = {"id": ("INTEGER", "REQUIRED"), "start_time": ("DATETIME", "REQUIRED"), "is_lost": ("BOOLEAN", "NULLABLE"),
+            "talk_duration": ("INTEGER", "NULLABLE"), "visits_count": ("INTEGER", "NULLABLE"),
+            "campaign_name": ("STRING", "NULLABLE"), "tags": ("STRING", "REPEATED"),
+            "attributes": ("STRING", "REPEATED"), "PARTITION_DATE": ("DATE", "REQUIRED")}
+    for load in loads:
+        assert load["writeDisposition"] == "WRITE_TRUNCATE" and not load.get("autodetect"), load
+        assert load["sourceFormat"] == "PARQUET"
+        got = {x["name"]: (x["type"], x.get("mode", "NULLABLE")) for x in load["schema"]["fields"]}
+        assert {k: got[k] for k in want} == want
+        assert [x["name"] for x in load["schema"]["fields"]] == [x["name"] for x in table["resource"]["schema"]["fields"]]
 
-    r = kit(path, "comagic", "export", "--from", "2026-01-10", "--to", "2026-01-12", timeout=120)
+    r = kit(path, "comagic", "export", "--from", "2026-01-10", "--to", "2026-01-12", timeout=300)
     assert r.returncode == 0, r.stderr
     assert len(bq.rows("proj.marketing.calls")) == 3000
     assert bq.partition_counts("proj.marketing.calls") == expected(f, D0, last)
@@ -472,3 +491,17 @@ def test_killed_run_leaves_only_whole_days_and_rerun_completes(tmp_path, fakes):
     per_day, total, distinct, loaded = local_counts(tmp_path)
     assert loaded == set(export.day_range(first, today - dt.timedelta(days=1)))
     assert per_day == expected(f, first, today - dt.timedelta(days=1)) and total == distinct
+
+
+def test_install_puts_the_export_in_cron(tmp_path, fakes):
+    f = fakes()
+    path = cfg_file(tmp_path, f)
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "extensions.conf").write_text("[default]\n")
+    kit(path, "install", "--asterisk-etc", str(etc), "--no-initd", "--cron-dir", str(tmp_path / "cron.d"),
+        check=True)
+    lines = [l for l in (tmp_path / "cron.d" / "asterisk-kit").read_text().splitlines() if "comagic" in l
+             and not l.startswith("#")]
+    assert len(lines) == 1 and lines[0].startswith("40 * * * * root ")
+    assert lines[0].split(" root ", 1)[1].startswith(f"{BIN_KIT} --config {path} comagic export"), lines

@@ -2,6 +2,7 @@
 the real testbed Asterisk: phones, rejected input, schedule, run now, results."""
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 
@@ -11,6 +12,7 @@ from selenium.webdriver.common.by import By
 
 from tests.support.browser import browser, login, wait_for  # noqa: F401 - fixture
 from tests.support.dialer import dialer_config, dialled, install_callee
+from tests.test_dialer import assert_call_files_mean_only
 from tests.support.kitcli import BIN, kit
 from tests.support.webserver import WebServer
 
@@ -144,6 +146,16 @@ def test_injection_through_http_is_refused(site):
     r = s.post(site.url + "/dialer/import", data={"csrf": tok, "text": "89990000071;1\r\nChannel: evil;;\n"}, timeout=10)
     assert r.status_code == 200
     assert phones(site) == {**before, "89990000071": ("1", "")}
+    # todo.json uploaded through the page's import form: the same allow-list.
+    todo = json.dumps([{"number": "89990000091\nApplication: System"}, {"number": "89990000092", "dtmf": "1\r\n;x"},
+                       {"number": "89990000093", "dtmf": "#"}, {"number": "89990000094", "dtmf": "3",
+                                                                 "comment": "ok\nChannel: evil"}, [1], None])
+    r = s.post(site.url + "/dialer/import", data={"csrf": tok},
+               files={"file": ("todo.json", todo.encode(), "application/json")}, timeout=10)
+    assert r.status_code == 200 and "Добавлено: 1, обновлено: 0, отклонено: 5." in r.text
+    assert phones(site) == {**before, "89990000071": ("1", ""), "89990000094": ("3", "ok Channel: evil")}
+    # Whatever the page stored renders to call files that mean exactly what was intended.
+    assert_call_files_mean_only(site.cfg, {n: d for n, (d, _) in phones(site).items()})
     exported = s.get(site.url + "/dialer/export/todo.json", timeout=10).json()
     assert {"number": "89990000071", "dtmf": "1", "comment": ""} in exported
     assert requests.get(site.url + "/dialer/export/todo.json", allow_redirects=False, timeout=10).status_code in (302, 303)
@@ -152,3 +164,51 @@ def test_injection_through_http_is_refused(site):
                                                  "comment": "a\nChannel: evil\r\n# ; x"}, timeout=10)
     assert r.status_code == 200
     assert phones(site)["89990000081"] == ("", "a Channel: evil # ; x")
+    # ... and is shown as text, never as markup.
+    r = s.post(site.url + "/dialer/phones", data={"csrf": tok, "number": "89990000082", "digit": "",
+                                                 "comment": "<script>alert(1)</script>"}, timeout=10)
+    page = s.get(site.url + "/dialer", timeout=10).text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert(1)" not in page
+    s.post(site.url + "/dialer/phones/89990000082/delete", data={"csrf": tok}, timeout=10)
+
+
+def test_stop_from_the_run_page(site, browser):
+    """Stop on the page (with its confirmation): what was not handed to Asterisk is withdrawn, no call
+    file of the run is left in the spool, and no number is dialled twice."""
+    drv = browser
+    drv.get(site.url + "/dialer")
+    if "/login" in drv.current_url:         # this module's browser may already be logged in
+        login(drv, site.url, "olga", PASSWORD)
+        drv.get(site.url + "/dialer")
+    slow = [f"8999100{i:03d}3" for i in range(12)]           # ...3: rings without an answer
+    drv.find_element(By.ID, "bulk-text").send_keys("\n".join(slow))
+    drv.find_element(By.ID, "bulk-submit").click()
+    wait_for(lambda: drv.find_elements(By.ID, "bulk-report"), what="import report")
+    drv.find_element(By.ID, "run-now").click()
+    wait_for(lambda: drv.switch_to.alert, what="the run confirmation")
+    drv.switch_to.alert.accept()
+    wait_for(lambda: "/dialer/runs/" in drv.current_url, what="the run page")
+    run_id = int(drv.current_url.rstrip("/").rsplit("/", 1)[1])
+    db = sqlite3.connect(site.cfg.parent / "data" / "asterisk-kit.sqlite")
+    wait_for(lambda: db.execute("SELECT count(*) FROM dialer_calls WHERE run_id = ? AND state != 'pending'",
+                                (run_id,)).fetchone()[0] > 0, timeout=30, what="the first batch")
+    wait_for(lambda: drv.find_element(By.ID, "stop").click() or True, what="the stop button")
+    wait_for(lambda: drv.switch_to.alert, what="the stop confirmation")
+    drv.switch_to.alert.accept()
+    # (the earlier test switched this browser to English)
+    wait_for(lambda: drv.find_element(By.ID, "run-status").text in ("остановлен", "stopped"), timeout=90, interval=1,
+             what="the run to stop")
+    assert db.execute("SELECT status FROM dialer_runs WHERE id = ?", (run_id,)).fetchone()[0] == "stopped"
+    states = dict(db.execute("SELECT number, result FROM dialer_calls WHERE run_id = ?", (run_id,)).fetchall())
+    assert None not in states.values() and "withdrawn" in states.values(), states
+    withdrawn = [tr.get_attribute("data-number") for tr in drv.find_elements(By.CSS_SELECTOR, "#results tr[data-number]")
+                 if tr.find_element(By.CSS_SELECTOR, ".result").get_attribute("data-result") == "withdrawn"]
+    assert sorted(withdrawn) == sorted(n for n, r in states.items() if r == "withdrawn")
+    from asterisk_kit.config import load
+    outgoing = load(str(site.cfg))["asterisk"]["spool_dir"]
+    assert not [p for p in (outgoing / "outgoing").iterdir() if p.name.startswith(f"asterisk-kit-{run_id}-")]
+    counts = {}
+    for n in dialled(site.callee_log):
+        counts[n] = counts.get(n, 0) + 1
+    assert all(counts.get(n, 0) <= 1 for n in slow), counts
+    assert sum(1 for n in slow if n in counts) < len(slow)

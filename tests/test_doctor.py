@@ -66,3 +66,35 @@ def test_doctor_checks_freepbx_mysql(tmp_path, asterisk, mariadb):
         assert "wrong-password" not in r.stdout
     finally:
         mariadb.execute("DELETE FROM cdr WHERE uniqueid = 'doc.1'", database="asteriskcdrdb")
+
+
+def test_doctor_checks_memcached(tmp_path, asterisk):
+    """A real memcached (Debian's) on a free loopback port: ok; nothing on the port: a clear failure."""
+    import socket
+    import subprocess
+    import time
+
+    from tests.support.asterisk import free_port
+    port = free_port()
+    mc = subprocess.Popen(["memcached", "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-u", "nobody", "-m", "16"],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and mc.poll() is None, "memcached did not start"
+                time.sleep(0.1)
+        text = kit_section(asterisk) + f"[memcached]\nservers = 127.0.0.1:{port}\ntimeout = 2\n"
+        r = kit(cfg_file(tmp_path, text), "doctor")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert lines(r.stdout)["memcached"].startswith("ok") and f"127.0.0.1:{port} ok" in r.stdout
+    finally:
+        mc.terminate()
+        mc.wait(10)
+    r = kit(cfg_file(tmp_path, text), "doctor")
+    assert r.returncode == 1
+    got = lines(r.stdout)["memcached"]
+    assert got.startswith("FAILED") and f"127.0.0.1:{port}" in got and "Connection" in got, got

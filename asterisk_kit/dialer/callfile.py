@@ -124,6 +124,20 @@ class Spool:
             return {}
 
 
+def being_dialled(path: Path) -> bool:
+    """Asterisk appends `StartRetry:` to a call file when it starts dialling it and `EndRetry:` when
+    that attempt ended with retries left: a StartRetry last means the call is up right now. Such a
+    file must not be deleted (Asterisk re-creates it by appending EndRetry/Status to the name)."""
+    last = ""
+    try:
+        for line in path.read_text(errors="replace").splitlines():
+            if line.startswith(("StartRetry:", "EndRetry:")):
+                last = line.split(":", 1)[0]
+    except FileNotFoundError:
+        return False
+    return last == "StartRetry"
+
+
 def archived_status(path: Path) -> Optional[str]:
     """The `Status:` line Asterisk appends when it archives a call file (Completed/Expired/Failed)."""
     status = None

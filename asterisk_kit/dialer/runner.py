@@ -13,7 +13,7 @@ from typing import Callable, Optional
 
 from .. import storage
 from . import store
-from .callfile import Renderer, Spool, archived_status, file_name, parse_name
+from .callfile import Renderer, Spool, archived_status, being_dialled, file_name, parse_name
 
 # Dialplan-reported DIALSTATUS of the outside leg -> result
 _DIALSTATUS = {"BUSY": "busy", "NOANSWER": "no_answer", "CANCEL": "no_answer", "CONGESTION": "failed",
@@ -162,9 +162,13 @@ class Runner:
             self.sleep(1.0)
 
     def _withdraw(self, run_id: int) -> None:
-        """Stop: nothing more is handed over, and call files Asterisk has not finished are taken back."""
+        """Stop: nothing more is handed over, and call files waiting in the spool (not picked up yet,
+        or waiting for a retry) are taken back. A call Asterisk is dialling right now finishes: its
+        outcome is collected, and if it ends with a retry scheduled, the next pass takes that back."""
         taken = []
         for p in self.spool.waiting(run_id):
+            if being_dialled(p):
+                continue
             try:
                 p.unlink()
                 taken.append(parse_name(p.name)[1])

@@ -26,6 +26,7 @@ from . import auth, i18n, sessions
 # config section -> "module:register function"; registered only when the section is configured.
 PAGES: Dict[str, str] = {
     "dialer": "asterisk_kit.dialer.web:register",
+    "blf": "asterisk_kit.blf.web:register",
 }
 
 SESSION_COOKIE = "ak_session"

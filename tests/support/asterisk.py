@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shlex
 import signal
 import socket
 import subprocess
@@ -229,12 +230,14 @@ clearglobalvars = no
 
 
 def main(argv=None) -> int:
-    """`python -m tests.support.asterisk start DIR` / `stop DIR`: used by scripts/demo.sh."""
+    """`python -m tests.support.asterisk start DIR` / `stop DIR` / `cli DIR "COMMAND"`: used by
+    scripts/demo.sh (and by hand, e.g. `cli demo/asterisk "devstate change Custom:101 INUSE"`)."""
     import argparse
     import json
     ap = argparse.ArgumentParser()
-    ap.add_argument("action", choices=["start", "stop"])
+    ap.add_argument("action", choices=["start", "stop", "cli"])
     ap.add_argument("workdir")
+    ap.add_argument("command", nargs="?", help="with cli: the Asterisk CLI command to run")
     args = ap.parse_args(argv)
     work = Path(args.workdir).resolve()
     info_file = work / "testbed.json"
@@ -246,6 +249,10 @@ def main(argv=None) -> int:
             except ProcessLookupError:
                 pass
         return 0
+    if args.action == "cli":
+        info = json.loads(info_file.read_text())
+        return subprocess.run(info["cli_command"] + " " + shlex.quote(args.command or "core show version"),
+                              shell=True).returncode
     a = Asterisk(work)
     if info_file.exists():  # keep the AMI port and secret stable across demo restarts
         info = json.loads(info_file.read_text())

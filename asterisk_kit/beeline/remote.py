@@ -1,0 +1,339 @@
+"""Uploads to the customer's server: FTP (passive), FTPS (explicit TLS, protected data channel) and
+SFTP (paramiko, host key always checked against a known_hosts file).
+
+`publish()` is the one safe way a file reaches its final name: upload to a hidden temporary name,
+check the remote size, rename into place, check again. A final name therefore only ever holds a
+complete file. A final name that already holds the same number of bytes is left alone (a crashed
+run renamed it but did not record it), so re-runs never upload twice.
+"""
+from __future__ import annotations
+
+import ftplib
+import logging
+import os
+import posixpath
+import socket
+import ssl
+from dataclasses import dataclass
+from typing import Optional
+from urllib.parse import unquote, urlsplit
+
+log = logging.getLogger("asterisk_kit.beeline.remote")
+
+BLOCK = 256 * 1024
+
+
+class RemoteError(Exception):
+    """The destination failed (connection, login, permission, size mismatch); worth a retry."""
+
+
+class HostKeyError(RemoteError):
+    """The SFTP server's host key is unknown or changed: never retried, never accepted."""
+
+
+@dataclass
+class Destination:
+    scheme: str
+    user: str
+    host: str
+    port: int
+    directory: str
+
+    @classmethod
+    def parse(cls, url: str) -> "Destination":
+        u = urlsplit(url)
+        default = 22 if u.scheme == "sftp" else 21
+        return cls(u.scheme, unquote(u.username or ""), u.hostname or "", u.port or default,
+                   unquote(u.path) or "")
+
+    def __str__(self) -> str:
+        return f"{self.scheme}://{self.user}@{self.host}:{self.port}{self.directory or '/'}"
+
+
+def temp_name(name: str) -> str:
+    # Hidden, so the customer's processing (which looks for *.mp3 / *.json) never sees it.
+    return f".{name}.part"
+
+
+class Uploader:
+    """Base: subclasses provide connect/close/size/put/rename/delete on names inside the directory."""
+
+    def __init__(self, dest: Destination, c: dict):
+        self.dest, self.c = dest, c
+        self.connected = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def publish(self, local: str, name: str, size: int) -> int:
+        """Put LOCAL (SIZE bytes) at NAME safely; returns the bytes sent (0 if already there)."""
+        if not self.connected:
+            self.connect()
+        existing = self.size(name)
+        if existing == size:
+            log.info("%s already on %s with %d bytes (earlier run); not sent again", name, self.dest, size)
+            return 0
+        tmp = temp_name(name)
+        self.put(local, tmp)
+        got = self.size(tmp)
+        if got != size:
+            raise RemoteError(f"{tmp} on {self.dest}: {got} bytes after upload, expected {size}")
+        if existing is not None:
+            log.warning("%s on %s held %d bytes, expected %d; replacing it", name, self.dest, existing, size)
+        self.rename(tmp, name, existing is not None)
+        got = self.size(name)
+        if got != size:
+            raise RemoteError(f"{name} on {self.dest}: {got} bytes after rename, expected {size}")
+        return size
+
+    def probe(self) -> str:
+        """Doctor: connect, write and remove a small file; returns a description."""
+        import tempfile
+        self.connect()
+        with tempfile.NamedTemporaryFile() as f:
+            f.write(b"asterisk-kit doctor probe\n")
+            f.flush()
+            self.put(f.name, ".asterisk-kit-probe")
+        ok = self.size(".asterisk-kit-probe") == 26
+        self.delete(".asterisk-kit-probe")
+        if not ok:
+            raise RemoteError("probe file has the wrong size after upload")
+        return f"{self.dest} reachable and writable"
+
+
+# ---- FTP / FTPS --------------------------------------------------------------------------------
+
+class _FtpTls(ftplib.FTP_TLS):
+    """ftplib's FTP_TLS, except that a server closing the data channel without its own TLS
+    close_notify (pyftpdlib, others) does not fail an upload the server confirmed with 226:
+    ftplib's unwrap() waits for that close_notify and raises SSLEOFError. The size check in
+    publish() still catches any short file."""
+
+    def storbinary(self, cmd, fp, blocksize=8192, callback=None, rest=None):
+        self.voidcmd("TYPE I")
+        with self.transfercmd(cmd, rest) as conn:
+            while True:
+                buf = fp.read(blocksize)
+                if not buf:
+                    break
+                conn.sendall(buf)
+                if callback:
+                    callback(buf)
+            if isinstance(conn, ssl.SSLSocket):
+                try:
+                    conn.unwrap()           # our close_notify: the server knows the file is whole
+                except ssl.SSLError:
+                    pass
+        return self.voidresp()
+
+
+class FtpUploader(Uploader):
+    def __init__(self, dest: Destination, c: dict):
+        super().__init__(dest, c)
+        self.ftp: Optional[ftplib.FTP] = None
+
+    def connect(self) -> None:
+        self.close()
+        c, d = self.c, self.dest
+        timeout = c["transfer_timeout"]
+        try:
+            if d.scheme == "ftps":
+                ctx = ssl.create_default_context(cafile=c.get("tls_ca_file") or None)
+                ftp = _FtpTls(context=ctx, timeout=timeout)
+            else:
+                ftp = ftplib.FTP(timeout=timeout)
+            ftp.connect(d.host, d.port)
+            ftp.login(d.user, c["password"])      # FTP_TLS: AUTH TLS before USER
+            if d.scheme == "ftps":
+                ftp.prot_p()
+            ftp.set_pasv(True)
+            ftp.voidcmd("TYPE I")
+            if d.directory:
+                self._cd(ftp, d.directory)
+        except ssl.SSLError as e:
+            raise RemoteError(f"{d}: TLS failed: {e}") from None
+        except ftplib.error_perm as e:
+            raise RemoteError(f"{d}: refused: {e}") from None
+        except (OSError, EOFError, ftplib.Error) as e:
+            raise RemoteError(f"{d}: {type(e).__name__}: {e}") from None
+        self.ftp, self.connected = ftp, True
+
+    @staticmethod
+    def _cd(ftp: ftplib.FTP, directory: str) -> None:
+        try:
+            ftp.cwd(directory)
+            return
+        except ftplib.error_perm:
+            pass
+        path = "/" if directory.startswith("/") else ""
+        for part in [p for p in directory.split("/") if p]:
+            path = posixpath.join(path, part) if path else part
+            try:
+                ftp.cwd(path)
+            except ftplib.error_perm:
+                ftp.mkd(path)
+        ftp.cwd(directory)
+
+    def close(self) -> None:
+        if self.ftp is not None:
+            try:
+                self.ftp.quit()
+            except Exception:
+                self.ftp.close()
+            self.ftp = None
+        self.connected = False
+
+    def _call(self, what: str, fn, *a):
+        try:
+            return fn(*a)
+        except (OSError, EOFError, ftplib.Error) as e:
+            self.close()
+            raise RemoteError(f"{self.dest}: {what}: {type(e).__name__}: {e}") from None
+
+    def size(self, name: str) -> Optional[int]:
+        try:
+            return self.ftp.size(name)
+        except ftplib.error_perm:           # 550: no such file
+            return None
+        except (OSError, EOFError, ftplib.Error) as e:
+            self.close()
+            raise RemoteError(f"{self.dest}: SIZE {name}: {type(e).__name__}: {e}") from None
+
+    def put(self, local: str, name: str) -> None:
+        with open(local, "rb") as f:
+            self._call(f"STOR {name}", self.ftp.storbinary, f"STOR {name}", f, BLOCK)
+
+    def rename(self, src: str, dst: str, replace: bool) -> None:
+        if replace:   # RNTO onto an existing file is refused by some servers
+            self.delete(dst)
+        self._call(f"RNFR {src} RNTO {dst}", self.ftp.rename, src, dst)
+
+    def delete(self, name: str) -> None:
+        self._call(f"DELE {name}", self.ftp.delete, name)
+
+
+# ---- SFTP --------------------------------------------------------------------------------------
+
+class SftpUploader(Uploader):
+    def __init__(self, dest: Destination, c: dict):
+        super().__init__(dest, c)
+        self.ssh = None
+        self.sftp = None
+
+    def known_hosts_path(self) -> str:
+        return os.path.expanduser(self.c.get("known_hosts") or "~/.ssh/known_hosts")
+
+    def connect(self) -> None:
+        import paramiko
+        self.close()
+        c, d = self.c, self.dest
+        kh = self.known_hosts_path()
+        pin = f"pin it with: ssh-keyscan -p {d.port} {d.host} >> {kh} (and compare the fingerprint with the server's owner)"
+        if not os.path.isfile(kh):
+            raise HostKeyError(f"{d}: known_hosts file {kh} does not exist; {pin}")
+        ssh = paramiko.SSHClient()
+        try:
+            ssh.load_host_keys(kh)
+        except (OSError, paramiko.SSHException) as e:
+            raise HostKeyError(f"{d}: cannot read known_hosts {kh}: {e}") from None
+        ssh.set_missing_host_key_policy(paramiko.RejectPolicy())   # never trust an unknown key
+        timeout = c["transfer_timeout"]
+        try:
+            ssh.connect(d.host, port=d.port, username=d.user, password=c["password"] or None,
+                        key_filename=c["key_file"] or None, passphrase=c.get("key_passphrase") or None,
+                        timeout=timeout, banner_timeout=timeout, auth_timeout=timeout,
+                        allow_agent=False, look_for_keys=False)
+            sftp = ssh.open_sftp()
+            sftp.get_channel().settimeout(timeout)
+            if d.directory:
+                self._cd(sftp, d.directory)
+        except paramiko.BadHostKeyException as e:
+            ssh.close()
+            raise HostKeyError(f"{d}: host key CHANGED ({e}); refusing to connect. If the change is "
+                               f"expected, remove the old line from {kh} and {pin}") from None
+        except paramiko.SSHException as e:
+            ssh.close()
+            if "not found in known_hosts" in str(e):
+                raise HostKeyError(f"{d}: host key of the server is not in {kh}; refusing to connect; {pin}") from None
+            raise RemoteError(f"{d}: SSH: {e}") from None
+        except (OSError, EOFError) as e:
+            ssh.close()
+            raise RemoteError(f"{d}: {type(e).__name__}: {e}") from None
+        self.ssh, self.sftp, self.connected = ssh, sftp, True
+
+    @staticmethod
+    def _cd(sftp, directory: str) -> None:
+        try:
+            sftp.chdir(directory)
+            return
+        except IOError:
+            pass
+        path = "/" if directory.startswith("/") else ""
+        for part in [p for p in directory.split("/") if p]:
+            path = posixpath.join(path, part) if path else part
+            try:
+                sftp.stat(path)
+            except IOError:
+                sftp.mkdir(path)
+        sftp.chdir(directory)
+
+    def close(self) -> None:
+        for x in (self.sftp, self.ssh):
+            if x is not None:
+                try:
+                    x.close()
+                except Exception:
+                    pass
+        self.sftp = self.ssh = None
+        self.connected = False
+
+    def _call(self, what: str, fn, *a):
+        import paramiko
+        try:
+            return fn(*a)
+        except (OSError, EOFError, paramiko.SSHException, socket.timeout) as e:
+            self.close()
+            raise RemoteError(f"{self.dest}: {what}: {type(e).__name__}: {e}") from None
+
+    def size(self, name: str) -> Optional[int]:
+        try:
+            return self.sftp.stat(name).st_size
+        except FileNotFoundError:
+            return None
+        except IOError as e:
+            if getattr(e, "errno", None) == 2:
+                return None
+            self.close()
+            raise RemoteError(f"{self.dest}: stat {name}: {e}") from None
+
+    def put(self, local: str, name: str) -> None:
+        # confirm=False: publish() checks the size itself, with one clear message.
+        self._call(f"upload {name}", self.sftp.put, local, name, None, False)
+
+    def rename(self, src: str, dst: str, replace: bool) -> None:
+        # posix-rename@openssh.com replaces atomically; plain SFTP rename refuses an existing target,
+        # so it is the fallback for servers without the extension.
+        import paramiko
+        try:
+            self.sftp.posix_rename(src, dst)
+            return
+        except (OSError, EOFError, paramiko.SSHException) as e:
+            first = e
+        t = self.ssh.get_transport() if self.ssh else None
+        if not (t and t.is_active()):
+            self.close()
+            raise RemoteError(f"{self.dest}: rename {src} -> {dst}: {type(first).__name__}: {first}")
+        if replace:
+            self.delete(dst)
+        self._call(f"rename {src} -> {dst}", self.sftp.rename, src, dst)
+
+    def delete(self, name: str) -> None:
+        self._call(f"remove {name}", self.sftp.remove, name)
+
+
+def make_uploader(c: dict) -> Uploader:
+    dest = Destination.parse(c["destination"])
+    return SftpUploader(dest, c) if dest.scheme == "sftp" else FtpUploader(dest, c)

@@ -1,0 +1,222 @@
+"""`asterisk-kit blf run`: ONE AMI connection -> the Board -> memcached.
+
+On connect: login, wait for FullyBooted (the dialplan and its hints are loaded), take the full
+ExtensionStateList snapshot, then follow ExtensionStatus / PresenceStatus / PresenceStateChange.
+A Ping every [blf] ping_seconds must be answered within [asterisk] ami_timeout, so a silently dead
+link is noticed too. AMI lost: every state is marked unknown at once, reconnection with exponential
+backoff (1 s doubling up to [blf] reconnect_max_seconds), full resync after. A `Reload` event
+(dialplan reload, fwconsole reload) triggers a resync so new hints appear.
+SIGTERM / SIGINT: log off, mark the cache stopped, exit 0. SIGHUP: re-read the config.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Callable, Optional
+
+from .amiconn import AmiConnection, AmiLost
+from .board import Board
+from .cache import CacheWriter
+from .names import NameSource
+from .states import Groups, Selection, parse_groups
+
+
+def board_parts(cfg):
+    b = cfg["blf"]
+    return Selection.from_section(b), Groups(parse_groups(b["groups"]))
+
+
+class Daemon:
+    def __init__(self, cfg, log: logging.Logger, reload_config: Optional[Callable[[], object]] = None):
+        self.cfg = cfg
+        self.log = log
+        self.reload_config = reload_config
+        sel, groups = board_parts(cfg)
+        self.board = Board(sel, groups)
+        self.names = NameSource(cfg, log)
+        self.writer = CacheWriter(self.board, self._mc_factory(cfg), log, heartbeat=cfg["blf"]["heartbeat_seconds"])
+        self.conn: Optional[AmiConnection] = None
+        self.connections = 0
+
+    @staticmethod
+    def _mc_factory(cfg):
+        from ..memcache import client_from_config
+        return lambda: client_from_config(cfg, ignore_exc=False)
+
+    # ---- life cycle ----
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        self.stopping = asyncio.Event()
+        self.resync = asyncio.Event()
+        self.reconnect = asyncio.Event()
+        self.names_now = asyncio.Event()
+        loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
+        loop.add_signal_handler(signal.SIGINT, self.stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        self.board.set_names(await asyncio.to_thread(self.names.load))
+        self.writer.start()
+        tasks = [asyncio.create_task(self._ami_loop()), asyncio.create_task(self._names_loop())]
+        await self.stopping.wait()
+        self.log.info("stopping")
+        conn = self.conn
+        if conn is not None:
+            try:
+                await conn.action("Logoff", timeout=2)
+            except Exception:
+                pass
+            await conn.close()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.board.stopped()
+        await asyncio.to_thread(self.writer.stop)
+        self.names.close()
+        self.log.info("stopped")
+        return 0
+
+    async def reload(self) -> None:
+        if self.reload_config is None:
+            return
+        try:
+            new = self.reload_config()
+            sel, groups = board_parts(new)
+        except Exception as e:
+            self.log.error("SIGHUP: config not reloaded, keeping the old one: %s", e)
+            return
+        old, self.cfg = self.cfg, new
+        self.log.info("SIGHUP: config reloaded")
+        self.board.reconfigure(sel, groups)
+        self.names.configure(new)
+        self.names_now.set()
+        if old.get_section("memcached") != new.get_section("memcached"):
+            self.writer.reconnect(self._mc_factory(new))
+        if old["asterisk"] != new["asterisk"]:
+            self.reconnect.set()
+        else:
+            self.resync.set()
+
+    # ---- names ----
+    async def _names_loop(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self.names_now.wait(), self.cfg["blf"]["names_refresh_seconds"])
+            except asyncio.TimeoutError:
+                pass
+            self.names_now.clear()
+            self.board.set_names(await asyncio.to_thread(self.names.load))
+
+    # ---- AMI ----
+    async def _ami_loop(self) -> None:
+        delay = 1.0
+        while not self.stopping.is_set():
+            a = self.cfg["asterisk"]
+            self.reconnect.clear()
+            self.booted = asyncio.Event()
+            conn = AmiConnection(a["ami_host"], a["ami_port"], a["ami_user"], a["ami_secret"], a["ami_timeout"],
+                                 self._on_event)
+            self.synced = False
+            try:
+                banner = await conn.connect()
+                self.conn = conn
+                self.connections += 1
+                self.log.info("AMI connected to %s:%s as %s (%s)", a["ami_host"], a["ami_port"], a["ami_user"], banner)
+                await self._session(conn)
+            except AmiLost as e:
+                self.log.warning("AMI: %s", e)
+            except Exception:
+                self.log.exception("AMI session failed")
+            finally:
+                self.conn = None
+                await conn.close()
+            if self.stopping.is_set():
+                return
+            if self.board.ami != "down":
+                self.board.ami_lost()
+                self.log.warning("AMI lost: states marked unknown")
+            if self.synced:
+                delay = 1.0     # it worked until now: retry soon, then back off
+            self.log.info("AMI: reconnecting in %.0f s", delay)
+            try:
+                await asyncio.wait_for(self.stopping.wait(), delay)
+            except asyncio.TimeoutError:
+                pass
+            delay = min(delay * 2, float(self.cfg["blf"]["reconnect_max_seconds"]))
+
+    async def _session(self, conn: AmiConnection) -> None:
+        """Snapshot, then follow events until the link dies, a reconnect is asked, or we stop."""
+        try:
+            await asyncio.wait_for(self.booted.wait(), 15)
+        except asyncio.TimeoutError:
+            self.log.info("AMI: no FullyBooted event within 15 s (user without read=system?); going on")
+        await self._snapshot(conn)
+        ping = self.cfg["blf"]["ping_seconds"]
+        loop = asyncio.get_running_loop()
+        next_resync = loop.time() + self.cfg["blf"]["resync_seconds"]
+        while True:
+            if loop.time() >= next_resync:
+                # `dialplan reload` adding a hint sends no event at all: look again now and then
+                self.resync.set()
+            if self.resync.is_set():
+                next_resync = loop.time() + self.cfg["blf"]["resync_seconds"]
+            waits = [asyncio.ensure_future(e.wait()) for e in (self.stopping, self.resync, self.reconnect, conn.closed)]
+            done, pending = await asyncio.wait(waits, timeout=ping, return_when=asyncio.FIRST_COMPLETED)
+            for w in pending:
+                w.cancel()
+            if self.stopping.is_set() or self.reconnect.is_set():
+                return
+            if conn.closed.is_set():
+                raise AmiLost("AMI closed the connection")
+            if self.resync.is_set():
+                self.resync.clear()
+                await self._snapshot(conn)
+                continue
+            resp = await conn.action("Ping")
+            if resp.get("Response") != "Success":
+                raise AmiLost(f"AMI Ping refused: {resp.get('Message', '')}")
+
+    async def _snapshot(self, conn: AmiConnection) -> None:
+        rows = await conn.list_action("ExtensionStateList", timeout=60, on_complete=self.board.snapshot)
+        self.synced = True
+        self.log.info("AMI snapshot: %d hints, %d shown", len(rows), len(self.board.ext))
+        try:
+            await conn.list_action("PresenceStateList", timeout=30, on_complete=self._presence_rows)
+        except AmiLost as e:
+            self.log.debug("PresenceStateList: %s", e)
+
+    def _presence_rows(self, rows) -> None:
+        for r in rows:
+            self.board.presence_of_provider(r.get("Presentity", ""), r.get("Status", ""), r.get("Message", ""))
+
+    def _on_event(self, ev) -> None:
+        name = ev.get("Event", "")
+        if self.log.isEnabledFor(logging.DEBUG):
+            self.log.debug("AMI event %s %s", name, {k: v for k, v in ev.items() if k != "Event"})
+        if name == "ExtensionStatus":
+            what = self.board.status(ev)
+            if (what in ("new", "same") or ev.get("Status", "").startswith("-")) and not self._resync_soon:
+                # A `dialplan reload` sends ExtensionStatus for every hint, changed or not, and new ones,
+                # but nothing for removed hints: take a new snapshot once the reload has settled.
+                self._resync_soon = asyncio.get_running_loop().call_later(1.0, self._resync_now)
+        elif name == "PresenceStatus":
+            self.board.presence(ev.get("Exten", ""), ev.get("Context", ""), ev.get("Status", ""), ev.get("Message", ""))
+        elif name == "PresenceStateChange":
+            self.board.presence_of_provider(ev.get("Presentity", ""), ev.get("Status", ""), ev.get("Message", ""))
+        elif name == "FullyBooted":
+            self.booted.set()
+        elif name == "Shutdown":
+            # Asterisk is going down: say so now rather than when the socket closes
+            self.log.warning("AMI: Asterisk is shutting down: states marked unknown")
+            self.board.ami_lost()
+        elif name == "Reload":
+            self.resync.set()
+
+    _resync_soon = None
+
+    def _resync_now(self) -> None:
+        self._resync_soon = None
+        self.resync.set()
+
+
+def run(cfg, log: logging.Logger, reload_config=None) -> int:
+    return asyncio.run(Daemon(cfg, log, reload_config).run())

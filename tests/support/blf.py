@@ -1,0 +1,115 @@
+"""BLF test helpers: the least-privilege AMI user from docs/blf.md, hints, a running daemon."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from tests.support.asterisk import REPO, Asterisk
+from tests.support.browser import wait_for
+from tests.support.kitcli import BIN
+
+BLF_USER = "asterisk-kit-blf"
+
+
+def ami_user_snippet(secret: str) -> str:
+    """The manager.conf block exactly as docs/blf.md ships it, with a test secret."""
+    doc = (REPO / "docs/blf.md").read_text()
+    m = re.search(r"```ini\n(\[asterisk-kit-blf\].*?)```", doc, re.S)
+    assert m, "docs/blf.md lost its manager_custom.conf example"
+    return m.group(1).replace("CHANGE-ME-long-random", secret)
+
+
+def add_blf_ami_user(a: Asterisk, secret: str = "blf-test-secret") -> str:
+    conf = a.etc_dir / "manager.conf"
+    text = conf.read_text()
+    if f"[{BLF_USER}]" not in text:
+        conf.write_text(text + "\n" + ami_user_snippet(secret))
+        if a.running():
+            a.cli("manager reload")
+    return secret
+
+
+def hints(context: str, extens, prefix: str = "Custom:", presence: bool = False) -> str:
+    pres = (lambda x: f",CustomPresence:{x}") if presence else (lambda x: "")
+    return f"[{context}]\n" + "".join(f"exten => {x},hint,{prefix}{x}{pres(x)}\n" for x in extens)
+
+
+def blf_config(path: Path, a: Asterisk, mc_server: str, secret: str, blf: str = "", extra: str = "") -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    cfg = path / "kit.ini"
+    cfg.write_text(f"""[general]
+data_dir = {path}/data
+[log]
+dir = {path}/log
+level = DEBUG
+[asterisk]
+ami_host = 127.0.0.1
+ami_port = {a.ami_port}
+ami_user = {BLF_USER}
+ami_secret = {secret}
+ami_timeout = 3
+spool_dir = {a.spool_dir}
+etc_dir = {a.etc_dir}
+run_user =
+[memcached]
+servers = {mc_server}
+[blf]
+heartbeat_seconds = 0.5
+stale_seconds = 3
+ping_seconds = 1
+reconnect_max_seconds = 2
+{blf}
+{extra}""")
+    return cfg
+
+
+class Daemon:
+    def __init__(self, cfg: Path):
+        self.cfg = cfg
+        self.out = cfg.parent / f"blf-daemon-{time.time_ns()}.out"
+        self.proc = None
+
+    def start(self) -> "Daemon":
+        self.log = open(self.out, "wb")
+        self.proc = subprocess.Popen([str(BIN), "--config", str(self.cfg), "blf", "run"], stdout=self.log,
+                                     stderr=subprocess.STDOUT, env=dict(os.environ))
+        return self
+
+    def output(self) -> str:
+        logs = "".join(p.read_text(errors="replace") for p in sorted((self.cfg.parent / "log").glob("blf-*.log")))
+        return self.out.read_text(errors="replace") + logs
+
+    def hup(self) -> None:
+        self.proc.send_signal(signal.SIGHUP)
+
+    def stop(self) -> int:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.log.close()
+        return self.proc.returncode
+
+
+def cached(mc, key: str):
+    raw = mc.get("asterisk-kit:" + key)
+    return json.loads(raw) if raw is not None else None
+
+
+def wait_state(mc, exten: str, state: str, timeout: float = 20):
+    return wait_for(lambda: (cached(mc, f"blf:ext:{exten}") or {}).get("state") == state, timeout,
+                    what=f"memcached blf:ext:{exten} = {state} (have {cached(mc, f'blf:ext:{exten}')})")
+
+
+def ami_connections(a: Asterisk, user: str = BLF_USER) -> int:
+    out = a.cli("manager show connected")
+    # the CLI cuts user names to 15 characters
+    return sum(1 for line in out.splitlines() if line.split()[:1] == [user[:15]])
