@@ -469,3 +469,29 @@ def test_replicator_stops_early_when_nimbox_is_down(tmp_path, cdr, fake):
     waited = int(re.search(r"outbox (\d+),", r.stdout).group(1))   # the failed ones waited in the outbox
     assert 20 <= waited <= 24, r.stdout
     assert all(n == 1 for n in fake.attempts.values())
+
+
+def test_hook_refuses_bad_arguments_and_keeps_what_it_cannot_send(tmp_path, fake, caplog):
+    import logging
+    from asterisk_kit.nimbox import hook, outbox
+    cfg = load(str(nimbox_config(tmp_path, None, fake.url)))
+    log = logging.getLogger("test.nimbox")
+    good = ["1795457465.4", "101", "84951234567", "12", "9", "ANSWERED", "out-84951234567-101-20261123-180000-1.2.wav", "1.2"]
+    bad = [good[:7],                                                        # an argument missing (a comma shifted)
+           ["now"] + good[1:],                                             # start is not an epoch
+           good[:1] + ["101;Application: System"] + good[2:],              # src is not a number
+           good[:2] + ["8495123\n4567"] + good[3:]]                        # dst with a line break
+    with caplog.at_level(logging.WARNING):
+        for args in bad:
+            hook.call(None, cfg, args, log)
+    assert len(caplog.records) == 4 and not fake.arrivals
+    hook.call(None, cfg, good[:2] + ["555"] + good[3:], log)             # internal: filtered, silently
+    assert not fake.arrivals
+    fake.mode = "503"
+    hook.call(None, cfg, good, log)
+    conn = outbox.connect(cfg)
+    (row,) = conn.execute("SELECT * FROM nimbox_calls").fetchall()
+    assert row["state"] == "pending" and row["last_error"] == "HTTP 503" and row["duration"] == 12
+    fake.mode = "up"
+    hook.call(None, cfg, good, log)
+    assert conn.execute("SELECT state FROM nimbox_calls").fetchone()[0] == "created" and len(fake.records) == 1
