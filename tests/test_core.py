@@ -42,6 +42,41 @@ def test_daily_log_file_and_pruning(tmp_path):
     assert not old.exists() and recent.exists() and foreign.exists()
 
 
+def test_run_by_hand_logs_to_the_terminal_too(tmp_path):
+    """A job started from a terminal (stderr a tty) logs there and to its daily file; from cron
+    (stderr not a tty) only to the file. Checked in a real child process with a real pty."""
+    import os
+    import pty
+    cfg_path = tmp_path / "kit.ini"
+    cfg_path.write_text(f"[general]\ndata_dir = {tmp_path}/data\n[log]\ndir = {tmp_path}/log\n"
+                        f"[asterisk]\nami_user = a\nami_secret = b\n")
+    code = ("import sys; from asterisk_kit import config, logsetup; "
+            f"log = logsetup.setup(config.load({str(cfg_path)!r}), 'handjob'); log.info('marker %s', sys.argv[1])")
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.run([sys.executable, "-c", code, "tty"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=slave, timeout=60, cwd=str(REPO))
+        os.close(slave)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the child closed its end
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(master)
+    assert p.returncode == 0
+    assert b"marker tty" in seen
+    p = subprocess.run([sys.executable, "-c", code, "cron"], stdin=subprocess.DEVNULL, capture_output=True,
+                       timeout=60, cwd=str(REPO))
+    assert p.returncode == 0 and b"marker" not in p.stderr, p.stderr
+    text = (tmp_path / "log" / f"handjob-{dt.date.today().isoformat()}.log").read_text()
+    assert "marker tty" in text and "marker cron" in text
+
+
 def test_unwritable_log_dir_falls_back_to_stderr(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("")
