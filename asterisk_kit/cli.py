@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "asterisk_kit.beeline.cli",
     "asterisk_kit.blf.cli",
     "asterisk_kit.nimbox.cli",
+    "asterisk_kit.fastagi",
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2

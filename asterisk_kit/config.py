@@ -326,6 +326,13 @@ def _cron_schedule(v: str) -> str:
     return s
 
 
+def _fastagi_address(v: str) -> str:
+    s = v.strip()
+    if s and not re.fullmatch(r"127\.0\.0\.1:\d{1,5}|localhost:\d{1,5}", s):
+        raise _Invalid("empty, or 127.0.0.1:PORT (the FastAGI server listens on the loopback only)")
+    return s
+
+
 def _nimbox_validate(v: Dict[str, Any]) -> List[Tuple[str, str]]:
     out = []
     if not v["url"]:
@@ -547,6 +554,8 @@ SCHEMA: Dict[str, Section] = {
         "min_destination_length": Key(_int_range(0, 40), "7", "Only calls whose CDR dst has at least this many "
                                       "characters are sent (the old script: 7, i.e. outside calls)."),
         "dispositions": Key(_list, "", "Only calls with these CDR dispositions (e.g. ANSWERED); empty: all."),
+        "fastagi": Key(_fastagi_address, "", "HOST:PORT of `asterisk-kit fastagi` to run the hook through FastAGI "
+                       "(busy PBXs: no process start per call); empty: classic AGI (asterisk-kit-agi)."),
         "hook_timeout": Key(_float_range(0.1), "1.5", "Seconds the hangup hook waits for NiMbox before it puts "
                             "the call in the outbox (the channel teardown waits for the hook)."),
         "timeout": Key(_float_range(0.5), "10", "Seconds per request for `nimbox sync`."),

@@ -7,7 +7,9 @@ and one just after it (tests/support/nimbox.py), so two figures per call:
   teardown held      how long the kit's handler kept the channel (the AGI's whole run)
 Then the same with NiMbox hanging (hook_timeout 1 s): the teardown must stay near the timeout.
 
-    .venv/bin/python benchmarks/nimbox_hook.py [N] [DIR]
+    .venv/bin/python benchmarks/nimbox_hook.py [N] [DIR] [--fastagi]
+
+--fastagi: the same through `asterisk-kit fastagi` (no process start per call).
 """
 from __future__ import annotations
 
@@ -52,16 +54,27 @@ def run_calls(a, fake, n, first_caller, wait_record=True):
 
 
 def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 40
-    base = sys.argv[2] if len(sys.argv) > 2 else "/var/tmp"
+    fast = "--fastagi" in sys.argv
+    argv = [a for a in sys.argv[1:] if a != "--fastagi"]
+    n = int(argv[0]) if argv else 40
+    base = argv[1] if len(argv) > 1 else "/var/tmp"
     with tempfile.TemporaryDirectory(dir=base) as d:
         d = Path(d)
         a = Asterisk(d / "asterisk").setup()
         a.add_test_dialplan("nimbox", DIALPLAN, reload=False)
         a.start()
         fake = FakeNimbox().start()
+        server = None
         try:
-            cfg = nimbox_config(d, a, fake.url, hook_timeout="1")
+            extra = {}
+            if fast:
+                from tests.support.asterisk import free_port
+                extra["fastagi"] = f"127.0.0.1:{free_port()}"
+            cfg = nimbox_config(d, a, fake.url, hook_timeout="1", **extra)
+            if fast:
+                server = subprocess.Popen([sys.executable, "-m", "asterisk_kit.cli", "--config", str(cfg), "fastagi",
+                                           "--listen", extra["fastagi"]], stdout=subprocess.PIPE, text=True)
+                server.stdout.readline()
             subprocess.run([sys.executable, "-m", "asterisk_kit.cli", "--config", str(cfg), "install",
                             "--asterisk-etc", str(a.etc_dir), "--no-initd", "--no-cron", "--reload"],
                            check=True, capture_output=True)
@@ -70,7 +83,7 @@ def main() -> None:
             by_src = {r["source"]: r["at"] for r in fake.records.values()}
             to_record = [(by_src[c] - s["begin"]) * 1000 for c, s in st.items() if c in by_src]
             held = [(s["end"] - s["begin"]) * 1000 for c, s in st.items() if c in by_src]
-            print(f"calls: {len(to_record)} (sequential, one at a time)")
+            print(f"calls: {len(to_record)} (sequential, one at a time), {'FastAGI' if fast else 'classic AGI'}")
             print(f"hangup -> NiMbox record: p50 {statistics.median(to_record):.0f} ms, p95 {pct(to_record, 95):.0f} ms, "
                   f"max {max(to_record):.0f} ms (target p95 < 300 ms)")
             print(f"teardown held by the hook: p50 {statistics.median(held):.0f} ms, p95 {pct(held, 95):.0f} ms")
@@ -81,6 +94,9 @@ def main() -> None:
             print(f"NiMbox hanging, hook_timeout 1 s: teardown held p50 {statistics.median(held_down):.0f} ms, "
                   f"max {max(held_down):.0f} ms ({len(held_down)} calls, all kept in the outbox)")
         finally:
+            if server:
+                server.terminate()
+                server.wait(10)
             fake.mode = "up"
             fake.stop()
             a.stop()

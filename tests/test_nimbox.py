@@ -495,3 +495,46 @@ def test_hook_refuses_bad_arguments_and_keeps_what_it_cannot_send(tmp_path, fake
     fake.mode = "up"
     hook.call(None, cfg, good, log)
     assert conn.execute("SELECT state FROM nimbox_calls").fetchone()[0] == "created" and len(fake.records) == 1
+
+
+# ---- FastAGI ----------------------------------------------------------------------------------------
+
+def _cpu_seconds(pid: int) -> float:
+    import os
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.asterisk
+def test_fastagi_survives_early_disconnects_and_reports_calls(hooked, asterisk, fake, tmp_path):
+    import socket
+    import subprocess
+    from tests.support.asterisk import free_port
+    from tests.support.kitcli import BIN
+    port = free_port()
+    cfg = hooked(fastagi=f"127.0.0.1:{port}")
+    assert f"AGI(agi://127.0.0.1:{port}/nimbox-call," in (asterisk.etc_dir / "extensions_asterisk_kit.conf").read_text()
+    p = subprocess.Popen([str(BIN), "--config", str(cfg), "fastagi", "--listen", f"127.0.0.1:{port}"],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert "listening" in p.stdout.readline()
+        # Clients that leave before the blank line ending the AGI headers (panoramisk spins on these).
+        for i in range(30):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                if i % 3:
+                    s.sendall(b"agi_network: yes\nagi_network_script: nimbox-call\n")
+        cpu0 = _cpu_seconds(p.pid)
+        time.sleep(2)
+        assert _cpu_seconds(p.pid) - cpu0 < 0.3, "the FastAGI server burns CPU after early disconnects"
+        place_call(asterisk, "84957770001", caller="501")
+        fake.wait_records(1, timeout=20)
+        (rec,) = fake.records.values()
+        assert rec["source"] == "501" and rec["destination"] == "84957770001"
+        assert p.poll() is None
+        assert _cpu_seconds(p.pid) - cpu0 < 1.5
+        assert any(l.startswith("ok") and "nimbox fastagi" in l for l in kit(cfg, "doctor").stdout.splitlines())
+    finally:
+        p.terminate()
+        p.wait(10)
+    line = [l for l in kit(cfg, "doctor").stdout.splitlines() if "nimbox fastagi" in l][0]
+    assert line.startswith("FAILED") and "asterisk-kit-fastagi" in line

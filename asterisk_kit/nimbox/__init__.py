@@ -14,6 +14,15 @@ def doctor_checks(cfg):
         yield "nimbox api", False, f"{n['url']}: {res.detail}"
     else:
         yield "nimbox api", True, f"{n['url']} answers ({res.kind}{': ' + res.detail if res.kind == REJECTED else ''})"
+    if n["fastagi"]:
+        import socket
+        host, _, port = n["fastagi"].rpartition(":")
+        try:
+            socket.create_connection((host, int(port)), timeout=2).close()
+            yield "nimbox fastagi", True, f"`asterisk-kit fastagi` listens on {n['fastagi']}"
+        except OSError as e:
+            yield "nimbox fastagi", False, (f"nothing listens on {n['fastagi']} ({e}): start the asterisk-kit-fastagi "
+                                            "service, or empty [nimbox] fastagi for classic AGI")
     try:
         with AmiClient.from_config(cfg).connect() as ami:
             ok = "Context 'nimbox-hangup'" in ami.command("dialplan show nimbox-hangup")
