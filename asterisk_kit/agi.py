@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import io
 import sys
-from typing import Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 HANDLERS: Dict[str, str] = {
     # name used in the dialplan -> "module:function"
@@ -40,23 +40,18 @@ def parse_argv(argv: List[str]):
     return config, rest[0], rest[1:]
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    config_path, name, args = parse_argv(sys.argv[1:] if argv is None else argv)
-    from asterisk.agi import AGI  # pyst2; created in the main thread (it installs a SIGHUP handler)
-    agi = AGI(stderr=io.StringIO())  # pyst2 writes debug text to stderr, which Asterisk would log
-    log = None
+def run_handler(agi, name: str, args: List[str], context: Callable[[], Tuple[Any, Any]]) -> None:
+    """Run handler NAME for one AGI request, classic or FastAGI. Never raises: a failure is logged,
+    shown on the Asterisk console and reported in STATUS_VAR (OK / FAILED) for the dialplan.
+    context() -> (cfg, log) is called inside the guard, so a broken config is reported the same way."""
+    import logging
+    log = logging.getLogger("asterisk_kit.agi")
     status = "FAILED"
     try:
-        from .config import load
-        from .logsetup import setup
-        cfg = load(config_path)
-        log = setup(cfg, "agi", to_stderr=False)
+        cfg, log = context()
         resolve(name)(agi, cfg, args, log)
         status = "OK"
-    except Exception as e:  # never hurt the call: report, log, exit cleanly
-        if log is None:
-            import logging
-            log = logging.getLogger("asterisk_kit.agi")
+    except Exception as e:  # never hurt the call: report, log, answer
         log.exception("AGI handler %s failed: %s", name, e)
         try:
             agi.verbose(f"asterisk-kit AGI {name} failed: {e}", 1)
@@ -66,6 +61,20 @@ def main(argv: Optional[List[str]] = None) -> int:
         agi.set_variable(STATUS_VAR, status)
     except Exception:
         pass  # the channel may be gone already (hangup handlers)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    config_path, name, args = parse_argv(sys.argv[1:] if argv is None else argv)
+    from asterisk.agi import AGI  # pyst2; created in the main thread (it installs a SIGHUP handler)
+    agi = AGI(stderr=io.StringIO())  # pyst2 writes debug text to stderr, which Asterisk would log
+
+    def context():
+        from .config import load
+        from .logsetup import setup
+        cfg = load(config_path)
+        return cfg, setup(cfg, "agi", to_stderr=False)
+
+    run_handler(agi, name, args, context)
     return 0
 
 

@@ -83,7 +83,7 @@ def handler_args(env: Dict[str, str]):
 
 
 def make_server(cfg, host: str, port: int, log: logging.Logger) -> socketserver.ThreadingTCPServer:
-    from .agi import STATUS_VAR, resolve
+    from .agi import run_handler
 
     class Handler(socketserver.StreamRequestHandler):
         def handle(self):
@@ -98,20 +98,7 @@ def make_server(cfg, host: str, port: int, log: logging.Logger) -> socketserver.
             self.request.settimeout(COMMAND_TIMEOUT)
             name, args = handler_args(env)
             agi = FastAgi(self.rfile, self.wfile, env)
-            status = "FAILED"
-            try:
-                resolve(name)(agi, cfg, args, log)
-                status = "OK"
-            except Exception as e:   # never hurt the call: report, log, answer
-                log.exception("FastAGI handler %s failed: %s", name, e)
-                try:
-                    agi.verbose(f"asterisk-kit AGI {name} failed: {e}", 1)
-                except Exception:
-                    pass
-            try:
-                agi.set_variable(STATUS_VAR, status)
-            except Exception:
-                pass
+            run_handler(agi, name, args, lambda: (cfg, log))
 
     class Server(socketserver.ThreadingTCPServer):
         allow_reuse_address = True
