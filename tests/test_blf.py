@@ -270,13 +270,17 @@ def test_two_memcached_servers_one_restarted(tmp_path, asterisk, mc):
     daemon notices the missing keys and rewrites them; readers (blf show) see every state again."""
     secret = add_blf_ami_user(asterisk)
     asterisk.add_test_dialplan("blf", hints("ext-local", EXTENS, presence=True) + hints("blf-other", ["299"]))
+    # 40 more hints in a context of this test's own: with only five keys, the hashing over the two
+    # servers' (random) ports puts them all on one server now and then; with 45 practically never.
+    many = [f"7{i:02d}" for i in range(40)]
+    asterisk.add_test_dialplan("blf_two", hints("blf-two", many))
     other = Memcached().start()
     try:
-        cfg = blf_config(tmp_path, asterisk, f"{mc.server}, {other.server}", secret)
+        cfg = blf_config(tmp_path, asterisk, f"{mc.server}, {other.server}", secret, blf="contexts = ext-local, blf-two")
         cfg.write_text(cfg.read_text().replace("[memcached]\n", "[memcached]\nprefix = two-test\n"))
         daemon = Daemon(cfg).start()
         try:
-            keys = [f"two-test:blf:ext:{x}" for x in EXTENS]
+            keys = [f"two-test:blf:ext:{x}" for x in EXTENS + many]
             held = lambda m: [k for k in keys if m.client().get(k) is not None]
             wait_for(lambda: len(held(mc)) + len(held(other)) == len(keys), 30, what="every record written")
             assert held(mc) and held(other), "the records are spread over both servers"
