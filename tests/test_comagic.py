@@ -41,6 +41,14 @@ def fakes():
         f.stop()
 
 
+@pytest.fixture(autouse=True)
+def _not_across_moscow_midnight():
+    """Expected days are computed from "today" in Europe/Moscow (21:00 UTC): a test must not
+    straddle that midnight, or the kit would already be one day further than the test."""
+    from tests.support.clock import away_from_midnight
+    away_from_midnight("Europe/Moscow", margin=240)
+
+
 def ini(tmp_path, fake, **keys) -> str:
     base = {"api_url": fake.url, "login": "analytics", "password": "secret-pw", "page_limit": "500"}
     base.update({k: str(v) for k, v in keys.items()})

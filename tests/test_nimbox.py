@@ -212,12 +212,15 @@ def test_call_hangs_up_and_nimbox_has_it(hooked, asterisk, fake):
     assert abs(started.timestamp() - t0) < 10
     assert r["duration"] in ("1", "2", "3")
     assert r["url"].startswith(f"https://pbx.example.com/monitor/{started:%Y/%m/%d}/out-92345671-101-{started:%Y%m%d}-")
-    # Within a second of the hangup: the stamp handler ran just before the kit's.
-    _wait(lambda: sum("end" in s for s in stamps(asterisk).values()) >= 3, 20, "the stamps")
+    # Pushed at hangup, not later by cron: the stamp handler ran just before the kit's. The bound is
+    # loose on purpose (a loaded 2-core CI machine starts the AGI Pythons slowly); the figure the
+    # issue asks for (p95 < 300 ms) is measured by benchmarks/nimbox_hook.py.
+    mine = ("101", "102", "103")
+    _wait(lambda: all("end" in stamps(asterisk).get(c, {}) for c in mine), 20, "the stamps")
     st = stamps(asterisk)
     delays = sorted(rec["at"] - st[rec["source"]]["begin"] for rec in fake.records.values())
     assert len(delays) == 2, delays
-    assert all(0 < d < 1.0 for d in delays), delays
+    assert all(0 < d < 3.0 for d in delays), delays
     conn = db(cfg)
     assert {row["state"] for row in conn.execute("SELECT state FROM nimbox_calls")} == {"created"}
     assert conn.execute("SELECT count(*) FROM nimbox_calls").fetchone()[0] == 2
@@ -235,10 +238,14 @@ def test_nimbox_down_calls_wait_in_the_outbox_then_sync_sends_each_once(hooked, 
     conn = db(cfg)
     _wait(lambda: conn.execute("SELECT count(*) FROM nimbox_calls WHERE state = 'pending' AND attempts = 1")
           .fetchone()[0] == 3, 40, "three calls in the outbox")
-    held = _wait(lambda: [s["end"] - s["begin"] for s in stamps(asterisk).values() if "end" in s and "begin" in s]
-                 if sum("end" in s for s in stamps(asterisk).values()) >= 3 else None, 20, "the stamps")
-    # The teardown waited for the hook no longer than its timeout (plus the script's start-up).
-    assert all(d < 1.0 + 1.5 for d in held), held
+    callers = ("200", "201", "202")
+    held = _wait(lambda: (lambda st: [st[c]["end"] - st[c]["begin"] for c in callers]
+                          if all("end" in st.get(c, {}) and "begin" in st.get(c, {}) for c in callers) else None)
+                 (stamps(asterisk)), 20, "the stamps")
+    # The teardown waited for the hook no longer than its timeout (1 s) plus the script's start-up
+    # (three Pythons started at once on a possibly loaded 2-core machine); a hook that waited for the
+    # hanging NiMbox (30 s) would be far beyond.
+    assert all(d < 1.0 + 3.0 for d in held), held
     fake.mode = "reset"                                # now: connection closed without an answer
     place_call(asterisk, "84951110004", caller="204")
     _wait(lambda: conn.execute("SELECT count(*) FROM nimbox_calls WHERE state = 'pending'").fetchone()[0] == 4,
