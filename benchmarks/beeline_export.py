@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 BIN = Path(sys.executable).parent / "asterisk-kit"
 
-from tests.support.ftpservers import FTP_PASSWORD, Sshd  # noqa: E402
+from testbed.ftpservers import FTP_PASSWORD, Sshd  # noqa: E402
 
 
 def start(args, prefix: str) -> tuple:
@@ -63,13 +63,13 @@ def main() -> None:
     sshd = None
     print(f"{'dest':<5} {'records':>7} {'file MB':>8} {'total MB':>9} {'seconds':>8} {'MB/s':>7} {'peak RSS MB':>12}")
     try:
-        ftp, ftp_url = start(["tests.support.ftpservers", str(work / "ftp-root")], "ftp://")
+        ftp, ftp_url = start(["testbed.ftpservers", str(work / "ftp-root")], "ftp://")
         procs.append(ftp)
         if "sftp" in a.dest:
             sshd = Sshd(work / "sshd")
             (work / "known_hosts").write_text(sshd.known_hosts_line())
         for size in [int(s) for s in a.sizes.split(",")]:
-            api, api_url = start(["tests.fakes.beeline", "--records", str(a.records), "--size", str(size)],
+            api, api_url = start(["testbed.fakes.beeline", "--records", str(a.records), "--size", str(size)],
                                  "http://")
             procs.append(api)
             for dest in a.dest.split(","):

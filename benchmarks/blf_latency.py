@@ -26,10 +26,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.support.asterisk import Asterisk  # noqa: E402
-from tests.support.blf import Daemon, add_blf_ami_user, ami_connections, blf_config, hints  # noqa: E402
-from tests.support.memcached import Memcached  # noqa: E402
-from tests.support.webserver import WebServer  # noqa: E402
+from testbed.asterisk import Asterisk  # noqa: E402
+from testbed.blf import Daemon, add_blf_ami_user, ami_connections, blf_config, hints  # noqa: E402
+from testbed.memcached import Memcached  # noqa: E402
+from testbed.webserver import WebServer  # noqa: E402
 
 
 class Viewers(threading.Thread):

@@ -50,7 +50,7 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=150000)
     ap.add_argument("--only", choices=("local", "bigquery"))
     a = ap.parse_args()
-    api, api_url = start("tests.fakes.comagic", "--calls", str(a.calls), "--days", "7")
+    api, api_url = start("testbed.fakes.comagic", "--calls", str(a.calls), "--days", "7")
     procs = [api]
     try:
         for dest in ("local", "bigquery"):
@@ -59,7 +59,7 @@ def main() -> None:
             tmp = Path(tempfile.mkdtemp(prefix="comagic-bench-"))
             extra = ""
             if dest == "bigquery":
-                bq, bq_url = start("tests.fakes.bigquery")
+                bq, bq_url = start("testbed.fakes.bigquery")
                 procs.append(bq)
                 extra = (f"destination = bigquery\nbigquery_project = bench\nbigquery_dataset = marketing\n"
                          f"bigquery_api_endpoint = {bq_url}\n")

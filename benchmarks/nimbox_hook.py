@@ -2,7 +2,7 @@
 
 A private testbed Asterisk and the fake NiMbox on 127.0.0.1; N calls placed one after the other
 through the kit's dialplan (Gosub nimbox-attach). A stamp hangup handler runs just before the kit's
-and one just after it (tests/support/nimbox.py), so two figures per call:
+and one just after it (testbed/nimbox.py), so two figures per call:
   hangup -> record   the bar: p95 < 300 ms
   teardown held      how long the kit's handler kept the channel (the AGI's whole run)
 Then the same with NiMbox hanging (hook_timeout 1 s): the teardown must stay near the timeout.
@@ -23,9 +23,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.fakes.nimbox import FakeNimbox  # noqa: E402
-from tests.support.asterisk import Asterisk  # noqa: E402
-from tests.support.nimbox import DIALPLAN, nimbox_config, place_call, stamps  # noqa: E402
+from testbed.fakes.nimbox import FakeNimbox  # noqa: E402
+from testbed.asterisk import Asterisk  # noqa: E402
+from testbed.nimbox import DIALPLAN, nimbox_config, place_call, stamps  # noqa: E402
 
 
 def pct(values, p):
@@ -68,7 +68,7 @@ def main() -> None:
         try:
             extra = {}
             if fast:
-                from tests.support.asterisk import free_port
+                from testbed.asterisk import free_port
                 extra["fastagi"] = f"127.0.0.1:{free_port()}"
             cfg = nimbox_config(d, a, fake.url, hook_timeout="1", **extra)
             if fast:

@@ -1,7 +1,7 @@
 """Replicator figures: throughput against a fake NiMbox with 20 ms latency per request, and memory
 of a full sync over 1 000 000 CDR rows.
 
-A private MariaDB (tests/support/mariadb.py) with the FreePBX cdr table; rows made by the server
+A private MariaDB (testbed/mariadb.py) with the FreePBX cdr table; rows made by the server
 itself (INSERT ... SELECT from the sequence engine). Two parts:
   throughput  N new calls, 20 ms per request, [nimbox] concurrency C: calls/s
   memory      1 000 000 rows (two per call: 500 000 calls over ~290 days), the kit already holding
@@ -24,9 +24,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.fakes.nimbox import FakeNimbox  # noqa: E402
-from tests.support.mariadb import MariaDB  # noqa: E402
-from tests.support.nimbox import nimbox_config  # noqa: E402
+from testbed.fakes.nimbox import FakeNimbox  # noqa: E402
+from testbed.mariadb import MariaDB  # noqa: E402
+from testbed.nimbox import nimbox_config  # noqa: E402
 
 KIT = Path(sys.executable).parent / "asterisk-kit"
 

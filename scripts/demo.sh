@@ -16,13 +16,13 @@ KIT=".venv/bin/asterisk-kit --config $DEMO/asterisk-kit.ini"
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  .venv/bin/python -m tests.support.asterisk stop "$DEMO/asterisk" || true
+  .venv/bin/python -m testbed.asterisk stop "$DEMO/asterisk" || true
 }
 trap cleanup EXIT INT TERM
 
-.venv/bin/python -m tests.support.asterisk stop "$DEMO/asterisk" >/dev/null 2>&1 || true
+.venv/bin/python -m testbed.asterisk stop "$DEMO/asterisk" >/dev/null 2>&1 || true
 sleep 1
-.venv/bin/python -m tests.support.asterisk start "$DEMO/asterisk" >/dev/null
+.venv/bin/python -m testbed.asterisk start "$DEMO/asterisk" >/dev/null
 INFO=$DEMO/asterisk/testbed.json
 j() { .venv/bin/python -c "import json,sys; print(json.load(open('$INFO'))['$1'])"; }
 
@@ -32,7 +32,7 @@ memcached -l 127.0.0.1 -p "$MC_PORT" -U 0 "${MC_USER[@]}" &
 PIDS+=($!)
 
 # The testbed root carries Asterisk's English prompts; the demo plays its beep as the message.
-BEEP=$(.venv/bin/python -c "from tests.support.asterisk import asterisk_root; print(asterisk_root() / 'usr/share/asterisk/sounds/en_US_f_Allison/beep')")
+BEEP=$(.venv/bin/python -c "from testbed.asterisk import asterisk_root; print(asterisk_root() / 'usr/share/asterisk/sounds/en_US_f_Allison/beep')")
 cat > "$DEMO/asterisk-kit.ini" <<INI
 # Demo configuration written by scripts/demo.sh (testbed Asterisk, local memcached, SQLite).
 [general]
@@ -69,7 +69,7 @@ groups = Office: 101-103; Sales: _2XX
 INI
 # A callee that answers every demo call, so the autodialer can be tried without a trunk, and a few
 # extensions with hints on Custom: devices for the BLF panel (change one with
-# `.venv/bin/python -m tests.support.asterisk cli demo/asterisk "devstate change Custom:101 INUSE"`).
+# `.venv/bin/python -m testbed.asterisk cli demo/asterisk "devstate change Custom:101 INUSE"`).
 cat > "$(j etc_dir)/extensions_test_demo.conf" <<'DP'
 [demo-callee]
 exten => _X.,1,Answer()
@@ -88,7 +88,7 @@ grep -qx '#include extensions_test_demo.conf' "$(j etc_dir)/extensions.conf" \
 $KIT config check
 $KIT install --asterisk-etc "$(j etc_dir)" --no-initd --no-cron --reload
 # The demo contexts above may be new to this Asterisk even when the kit's own file is unchanged.
-.venv/bin/python -m tests.support.asterisk cli "$DEMO/asterisk" "dialplan reload" >/dev/null
+.venv/bin/python -m testbed.asterisk cli "$DEMO/asterisk" "dialplan reload" >/dev/null
 
 if [ ! -f "$DEMO/demo-password.txt" ]; then
   .venv/bin/python -c "import secrets; print(secrets.token_urlsafe(9))" > "$DEMO/demo-password.txt"

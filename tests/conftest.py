@@ -1,9 +1,9 @@
-"""Shared fixtures: one real Asterisk per test session (see tests/support/asterisk.py)."""
+"""Shared fixtures: one real Asterisk per test session (see testbed/asterisk.py)."""
 from __future__ import annotations
 
 import pytest
 
-from tests.support.asterisk import Asterisk
+from testbed.asterisk import Asterisk
 
 
 @pytest.fixture(scope="session")
@@ -20,9 +20,9 @@ def asterisk(tmp_path_factory):
 @pytest.fixture(scope="session")
 def mariadb(tmp_path_factory):
     """A running private MariaDB with the FreePBX tables (asteriskcdrdb.cdr, asterisk.users,
-    asterisk.devices) and a SELECT-only kit user; see tests/support/mariadb.py. Tests clean the
+    asterisk.devices) and a SELECT-only kit user; see testbed/mariadb.py. Tests clean the
     tables they fill."""
-    from tests.support.mariadb import MariaDB
+    from testbed.mariadb import MariaDB
     m = MariaDB(tmp_path_factory.mktemp("mariadb")).start()
     m.load_freepbx_schema()
     yield m

@@ -6,7 +6,7 @@ import pytest
 
 from asterisk_kit.ami import AmiClient
 from asterisk_kit.install import agi_command
-from tests.support.asterisk import kit_section
+from testbed.asterisk import kit_section
 
 pytestmark = pytest.mark.asterisk
 

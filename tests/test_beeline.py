@@ -15,9 +15,9 @@ import pytest
 from asterisk_kit import config, storage
 from asterisk_kit.beeline import api, remote, render, sync
 from asterisk_kit.lock import JobLock
-from tests.fakes.beeline import FakeBeeline
-from tests.support.ftpservers import FTP_PASSWORD, CuttingProxy, FtpServer, Sshd
-from tests.support.kitcli import BIN, kit
+from testbed.fakes.beeline import FakeBeeline
+from testbed.ftpservers import FTP_PASSWORD, CuttingProxy, FtpServer, Sshd
+from testbed.kitcli import BIN, kit
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -16,13 +16,13 @@ import requests
 from selenium.webdriver.common.by import By
 
 from asterisk_kit.blf.states import STATES, Selection, compile_patterns, from_status, parse_groups, parse_names
-from tests.support.asterisk import Asterisk, free_port
-from tests.support.blf import (BLF_USER, Daemon, add_blf_ami_user, ami_connections, blf_config, cached, hints,
+from testbed.asterisk import Asterisk, free_port
+from testbed.blf import (BLF_USER, Daemon, add_blf_ami_user, ami_connections, blf_config, cached, hints,
                                wait_state)
-from tests.support.browser import browser, login, wait_for  # noqa: F401 - fixture
-from tests.support.kitcli import BIN, kit
-from tests.support.memcached import Memcached
-from tests.support.webserver import WebServer
+from testbed.browser import browser, login, wait_for  # noqa: F401 - fixture
+from testbed.kitcli import BIN, kit
+from testbed.memcached import Memcached
+from testbed.webserver import WebServer
 
 pytestmark = [pytest.mark.asterisk, pytest.mark.browser]
 PASSWORD = "blf panel pass 1"
@@ -543,7 +543,7 @@ def test_real_sip_phone_states(tmp_path, mc):
     on a call it makes; Idle again; Unavailable once it unregisters."""
     import shutil as _sh
 
-    from tests.support.baresip import BARESIP, Baresip, pjsip_conf
+    from testbed.baresip import BARESIP, Baresip, pjsip_conf
     if not _sh.which(BARESIP):
         pytest.skip("baresip is not installed (scripts/install-system-deps.sh installs it)")
     sip_port = free_port()

@@ -17,9 +17,9 @@ import requests
 from asterisk_kit import config
 from asterisk_kit.comagic import api, export, transform
 from asterisk_kit.lock import JobLock
-from tests.fakes.bigquery import FakeBigQuery
-from tests.fakes.comagic import FakeComagic
-from tests.support.kitcli import BIN as BIN_KIT, kit
+from testbed.fakes.bigquery import FakeBigQuery
+from testbed.fakes.comagic import FakeComagic
+from testbed.kitcli import BIN as BIN_KIT, kit
 
 pytestmark = [pytest.mark.timeout(120),
               pytest.mark.filterwarnings("ignore:.*(pandas-gbq|pandas_gbq).*")]
@@ -45,7 +45,7 @@ def fakes():
 def _not_across_moscow_midnight():
     """Expected days are computed from "today" in Europe/Moscow (21:00 UTC): a test must not
     straddle that midnight, or the kit would already be one day further than the test."""
-    from tests.support.clock import away_from_midnight
+    from testbed.clock import away_from_midnight
     away_from_midnight("Europe/Moscow", margin=240)
 
 

@@ -151,7 +151,7 @@ def test_jobs_started_as_root_run_as_run_user():
 
     import pytest
 
-    from tests.support.kitcli import BIN
+    from testbed.kitcli import BIN
     if os.geteuid() != 0:
         pytest.skip("needs root (CI runs as root)")
     nobody = pwd.getpwnam("nobody")

@@ -12,8 +12,8 @@ from collections import Counter
 import pytest
 
 from asterisk_kit.ami import AmiClient
-from tests.support.dialer import dialer_config, dialled, install_callee
-from tests.support.kitcli import BIN, kit
+from testbed.dialer import dialer_config, dialled, install_callee
+from testbed.kitcli import BIN, kit
 
 pytestmark = pytest.mark.asterisk
 
@@ -123,7 +123,7 @@ def run_page_results(cfg, run_id):
 
     import requests
 
-    from tests.support.webserver import WebServer
+    from testbed.webserver import WebServer
     subprocess.run([str(BIN), "--config", str(cfg), "user", "add", "olga", "--password-stdin"],
                    input="dialer pass 1\n", text=True, check=True, capture_output=True, timeout=60)
     srv = WebServer(cfg).start()
@@ -570,7 +570,7 @@ def test_tick_starts_todays_scheduled_run_once(dialer, asterisk, tmp_path):
     """cron's `dialer tick`, end to end: the run is started when its time has come, and only once."""
     import datetime as dt
     import json
-    from tests.support.clock import away_from_midnight
+    from testbed.clock import away_from_midnight
     cfg = dialer(bundle=5, timeout=0)
     nums = numbers([1, 2])
     import_lines(cfg, nums)

@@ -10,11 +10,11 @@ import pytest
 import requests
 from selenium.webdriver.common.by import By
 
-from tests.support.browser import browser, login, wait_for  # noqa: F401 - fixture
-from tests.support.dialer import dialer_config, dialled, install_callee
+from testbed.browser import browser, login, wait_for  # noqa: F401 - fixture
+from testbed.dialer import dialer_config, dialled, install_callee
 from tests.test_dialer import assert_call_files_mean_only
-from tests.support.kitcli import BIN, kit
-from tests.support.webserver import WebServer
+from testbed.kitcli import BIN, kit
+from testbed.webserver import WebServer
 
 pytestmark = [pytest.mark.asterisk, pytest.mark.browser]
 PASSWORD = "dialer pass 1"

@@ -1,8 +1,8 @@
 """`asterisk-kit doctor` against the real testbed: ok when it is right, a clear line when it is not."""
 import pytest
 
-from tests.support.asterisk import kit_section
-from tests.support.kitcli import kit
+from testbed.asterisk import kit_section
+from testbed.kitcli import kit
 
 pytestmark = pytest.mark.asterisk
 
@@ -39,7 +39,7 @@ def test_doctor_reports_wrong_ami_secret(tmp_path, asterisk):
 
 
 def test_doctor_reports_nothing_listening_and_bad_spool(tmp_path, asterisk):
-    from tests.support.asterisk import free_port
+    from testbed.asterisk import free_port
     text = kit_section(asterisk).replace(f"ami_port = {asterisk.ami_port}", f"ami_port = {free_port()}")
     text = text.replace(f"spool_dir = {asterisk.spool_dir}", f"spool_dir = {tmp_path}/no-spool")
     r = kit(cfg_file(tmp_path, text), "doctor")
@@ -77,7 +77,7 @@ def test_doctor_checks_memcached(tmp_path, asterisk):
     import subprocess
     import time
 
-    from tests.support.asterisk import free_port
+    from testbed.asterisk import free_port
     port = free_port()
     mc = subprocess.Popen(["memcached", "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-u", "nobody", "-m", "16"],
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

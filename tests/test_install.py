@@ -4,8 +4,8 @@ import stat
 import pytest
 
 from asterisk_kit.install import DIALPLAN_FILE, INCLUDE_LINE
-from tests.support.asterisk import kit_section
-from tests.support.kitcli import kit
+from testbed.asterisk import kit_section
+from testbed.kitcli import kit
 
 
 def write_cfg(tmp_path, asterisk_text, extra=""):

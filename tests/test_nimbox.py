@@ -11,9 +11,9 @@ import pytest
 from asterisk_kit.config import ConfigError, load, parse_text
 from asterisk_kit.nimbox import client
 from asterisk_kit.nimbox.call import CallBuilder, format_initiated, monitor_date
-from tests.fakes.nimbox import FakeNimbox
-from tests.support.kitcli import kit
-from tests.support.nimbox import DIALPLAN, nimbox_config, place_call, stamps
+from testbed.fakes.nimbox import FakeNimbox
+from testbed.kitcli import kit
+from testbed.nimbox import DIALPLAN, nimbox_config, place_call, stamps
 
 
 @pytest.fixture()
@@ -357,7 +357,7 @@ def test_replicator_sends_every_qualifying_call_once(tmp_path, cdr, fake):
 def test_replicator_killed_mid_run_loses_nothing_and_doubles_nothing(tmp_path, cdr):
     import signal
     import subprocess
-    from tests.support.kitcli import BIN
+    from testbed.kitcli import BIN
     slow = FakeNimbox(latency=0.02).start()
     try:
         rows, expected, _ = cdr_rows(2500, _now() - dt.timedelta(minutes=60))
@@ -385,7 +385,7 @@ def test_hook_and_replicator_agree_on_the_cdr_asterisk_wrote(hooked, asterisk, f
     """The calls the hook sent, read back from the CDR Asterisk itself wrote (all legs of each
     call), are recognised by the replicator: nothing is sent twice, even with the kit's memory
     lost (NiMbox's key matches)."""
-    from tests.support.nimbox import enable_cdr_csv, read_cdr_csv
+    from testbed.nimbox import enable_cdr_csv, read_cdr_csv
     csv_path = enable_cdr_csv(asterisk)
     cfg = hooked()
     t0 = _now() - dt.timedelta(seconds=2)
@@ -432,7 +432,7 @@ def test_status_delete_and_terminal_progress(tmp_path, fake):
     import os
     import pty
     import subprocess
-    from tests.support.kitcli import BIN
+    from testbed.kitcli import BIN
     cfg = nimbox_config(tmp_path, None, fake.url)
     from asterisk_kit.nimbox import outbox
     c = load(str(cfg))
@@ -516,8 +516,8 @@ def _cpu_seconds(pid: int) -> float:
 def test_fastagi_survives_early_disconnects_and_reports_calls(hooked, asterisk, fake, tmp_path):
     import socket
     import subprocess
-    from tests.support.asterisk import free_port
-    from tests.support.kitcli import BIN
+    from testbed.asterisk import free_port
+    from testbed.kitcli import BIN
     port = free_port()
     cfg = hooked(fastagi=f"127.0.0.1:{port}")
     assert f"AGI(agi://127.0.0.1:{port}/nimbox-call," in (asterisk.etc_dir / "extensions_asterisk_kit.conf").read_text()

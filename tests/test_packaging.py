@@ -14,6 +14,7 @@ def test_wheel_contains_shipped_files_and_commands(tmp_path):
     assert r.returncode == 0, r.stderr
     (whl,) = tmp_path.glob("asterisk_kit-*.whl")
     names = zipfile.ZipFile(whl).namelist()
+    assert not [n for n in names if n.startswith(("testbed/", "tests/"))], "testbed and tests are not shipped"
     for expected in ("asterisk_kit/dialplan/avtoobzvon.conf.j2", "asterisk_kit/templates/cron.d.j2",
                      "asterisk_kit/www/templates/base.html", "asterisk_kit/initd/asterisk-kit-web"):
         assert expected in names, expected
@@ -54,3 +55,17 @@ sys.exit(1 if heavy else 0)
 """
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_nothing_outside_tests_imports_tests():
+    """The testbed is its own package: the demo, the benchmarks and the kit never import tests."""
+    from pathlib import Path
+    repo = Path(__file__).resolve().parents[1]
+    offenders = []
+    for folder in ("scripts", "benchmarks", "asterisk_kit", "testbed"):
+        for path in (repo / folder).rglob("*"):
+            if path.suffix in (".py", ".sh") and path.is_file():
+                for no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                    if "from tests" in line or "import tests" in line:
+                        offenders.append(f"{path.relative_to(repo)}:{no}: {line.strip()}")
+    assert not offenders, offenders

@@ -9,8 +9,8 @@ import pytest
 import requests
 from selenium.webdriver.common.by import By
 
-from tests.support.browser import browser, login, wait_for  # noqa: F401 - fixture
-from tests.support.webserver import WebServer
+from testbed.browser import browser, login, wait_for  # noqa: F401 - fixture
+from testbed.webserver import WebServer
 
 PASSWORD = "correct horse 1"
 
@@ -68,7 +68,7 @@ def http_login(site, user="olga", password=PASSWORD, sess=None):
 
 def run_user_cmd(cfg, *args, stdin=None):
     import subprocess
-    from tests.support.kitcli import BIN
+    from testbed.kitcli import BIN
     return subprocess.run([str(BIN), "--config", str(cfg), "user", *args], input=stdin, text=True,
                           capture_output=True, timeout=60)
 
@@ -253,8 +253,8 @@ def test_initd_script_lifecycle(tmp_path):
     import time
     import urllib.request
 
-    from tests.support.asterisk import free_port
-    from tests.support.kitcli import kit as run_kit
+    from testbed.asterisk import free_port
+    from testbed.kitcli import kit as run_kit
 
     port = free_port()
     cfg = write_config(tmp_path, f"listen = 127.0.0.1\nport = {port}\n")

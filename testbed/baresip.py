@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from tests.support.asterisk import free_port
+from testbed.asterisk import free_port
 
 BARESIP = shutil.which("baresip") or "/usr/bin/baresip"
 

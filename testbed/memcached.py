@@ -7,7 +7,7 @@ import subprocess
 import time
 from typing import Optional
 
-from tests.support.asterisk import free_port
+from testbed.asterisk import free_port
 
 MEMCACHED = "/usr/bin/memcached"
 

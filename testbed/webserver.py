@@ -7,8 +7,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.support.asterisk import free_port
-from tests.support.kitcli import BIN
+from testbed.asterisk import free_port
+from testbed.kitcli import BIN
 
 
 class WebServer:

@@ -8,7 +8,7 @@ Fault injection: `faults[n] = kind` makes the n-th get.calls_report request (1-b
 "internal_error" (-32603), "http_502", "limit_exceeded" (-32029), "expire_token" (every token
 expires just before it is checked).
 
-Run alone for benchmarks: python -m tests.fakes.comagic --calls 150000 --days 7 (prints the URL).
+Run alone for benchmarks: python -m testbed.fakes.comagic --calls 150000 --days 7 (prints the URL).
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Dict, List, Optional
 
-from tests.fakes.server import LocalServer
+from testbed.fakes.server import LocalServer
 
 TIME_FMT = "%Y-%m-%d %H:%M:%S"
 

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Dict, Optional
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 NOLOAD = [
     # Hardware/legacy channel drivers and modules that bind fixed ports or want hardware.
@@ -230,7 +230,7 @@ clearglobalvars = no
 
 
 def main(argv=None) -> int:
-    """`python -m tests.support.asterisk start DIR` / `stop DIR` / `cli DIR "COMMAND"`: used by
+    """`python -m testbed.asterisk start DIR` / `stop DIR` / `cli DIR "COMMAND"`: used by
     scripts/demo.sh (and by hand, e.g. `cli demo/asterisk "devstate change Custom:101 INUSE"`)."""
     import argparse
     import json

@@ -20,7 +20,7 @@ any record). Kinds: "500", "429", "truncate" (announces the full length, sends h
 same body labelled audio/mpeg), "missing" (404 JSON),
 "slow" (sleeps `slow_seconds` before answering), "drop" (closes the connection without answering).
 
-Run alone for benchmarks: python -m tests.fakes.beeline --records 200 --size 5000000 (prints URL).
+Run alone for benchmarks: python -m testbed.fakes.beeline --records 200 --size 5000000 (prints URL).
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Dict, List, Optional, Tuple
 from urllib.parse import parse_qs, urlsplit
 
-from tests.fakes.server import LocalServer
+from testbed.fakes.server import LocalServer
 
 PAGE = 100
 BLOCK = 64 * 1024

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from tests.support.asterisk import free_port
+from testbed.asterisk import free_port
 
 CDR_DDL = """
 CREATE TABLE IF NOT EXISTS cdr (
@@ -195,7 +195,7 @@ class MariaDB:
 
 
 def main(argv=None) -> int:
-    """`python -m tests.support.mariadb DIR`: start one in the foreground (for trying things by hand)."""
+    """`python -m testbed.mariadb DIR`: start one in the foreground (for trying things by hand)."""
     import sys
     argv = sys.argv[1:] if argv is None else argv
     m = MariaDB(Path(argv[0] if argv else "/tmp/asterisk-kit-mariadb")).start().load_freepbx_schema()

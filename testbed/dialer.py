@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.support.asterisk import Asterisk, asterisk_root, kit_section
+from testbed.asterisk import Asterisk, asterisk_root, kit_section
 
 CALLEE = """[kit-test-callee]
 exten => _X.,1,System(echo ${{EXTEN}} >> {log})

@@ -15,7 +15,7 @@ Assumptions for what the page leaves open, marked [U]:
 Fault modes (attribute `mode`): "up"; "503" answers HTTP 503; "hang" answers after `hang_seconds`;
 "reset" closes the connection without an answer. `latency` (seconds) delays every answer.
 
-Run alone for benchmarks: python -m tests.fakes.nimbox --latency 0.02 (prints the URL).
+Run alone for benchmarks: python -m testbed.fakes.nimbox --latency 0.02 (prints the URL).
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Dict, Optional, Set, Tuple
 from urllib.parse import parse_qs, urlsplit
 
-from tests.fakes.server import LocalServer
+from testbed.fakes.server import LocalServer
 
 _ISO_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})?")
 

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from tests.support.asterisk import free_port
+from testbed.asterisk import free_port
 
 FTP_USER, FTP_PASSWORD = "kit", "ftp-secret"
 
@@ -222,7 +222,7 @@ class CuttingProxy:
 
 
 def main() -> None:
-    """`python -m tests.support.ftpservers ROOT [--tls]`: an FTP server in its own process (benchmarks);
+    """`python -m testbed.ftpservers ROOT [--tls]`: an FTP server in its own process (benchmarks);
     prints the URL, serves until killed."""
     import argparse
     p = argparse.ArgumentParser()

@@ -27,7 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Dict, List, Optional
 from urllib.parse import parse_qs, urlparse
 
-from tests.fakes.server import LocalServer
+from testbed.fakes.server import LocalServer
 
 
 class LoadRejected(Exception):
@@ -327,7 +327,7 @@ class FakeBigQuery(LocalServer):
 
 
 def main() -> None:
-    """python -m tests.fakes.bigquery: serve until killed (benchmarks); prints the URL, and on
+    """python -m testbed.fakes.bigquery: serve until killed (benchmarks); prints the URL, and on
     SIGTERM the row count of every table."""
     import signal
     fake = FakeBigQuery().start()

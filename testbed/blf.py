@@ -9,9 +9,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.support.asterisk import REPO, Asterisk
-from tests.support.browser import wait_for
-from tests.support.kitcli import BIN
+from testbed.asterisk import REPO, Asterisk
+from testbed.browser import wait_for
+from testbed.kitcli import BIN
 
 BLF_USER = "asterisk-kit-blf"
 

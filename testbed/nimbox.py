@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Dict, Optional
 
-from tests.support.asterisk import Asterisk, kit_section
+from testbed.asterisk import Asterisk, kit_section
 
 DIALPLAN = r"""[kit-test-nimbox]
 exten => _X.,1,Set(CHANNEL(hangup_handler_push)=kit-test-stamp,end,1)
