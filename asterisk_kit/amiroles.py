@@ -6,6 +6,7 @@ none. The roles and their shipped manager.conf blocks (folder manager/):
 
   role      config user                   actions                              write       read
   default   [asterisk] ami_user           Command (install --reload, doctor)   command     -
+            (Command only with [dialer] or [nimbox], whose dialplan it reloads and checks)
   dialer    [dialer] ami_user, else ^     CoreShowChannels (pacing)             reporting   -
   blf       [blf] ami_user, else ^        ExtensionStateList, PresenceStateList reporting   call,system
 """
@@ -71,28 +72,50 @@ def refusal_hint(user: str, action: str) -> str:
     return f"AMI user {user!r} may not run {action}: add `{needed(action)}` to [{user}] in manager_custom.conf"
 
 
+def probes_of(cfg, role: Role) -> List[Probe]:
+    """The default user needs `Command` only where the kit sends it: `install --reload` and the
+    dialplan checks of capabilities with a dialplan ([dialer], [nimbox]). A BLF-only kit may use the
+    BLF user as its default one."""
+    if role.section is None and not (cfg.has("dialer") or cfg.has("nimbox")):
+        return []
+    return role.probes
+
+
+def _version(ami) -> str:
+    from .ami import AmiActionError
+    try:
+        return " ".join(ami.command("core show version").split()[:2])
+    except AmiActionError:
+        pass
+    try:
+        return "Asterisk " + ami.action("CoreSettings").get("AsteriskVersion", "?")
+    except AmiActionError:
+        return ""
+
+
 def check_role(cfg, role: Role) -> Tuple[bool, str]:
     """Log in with the role's user and try each of its actions; a refusal names the class missing."""
     from .ami import AmiActionError, AmiAuthError, AmiClient, AmiError, ami_credentials
     user, _ = ami_credentials(cfg, role.section)
     a = cfg["asterisk"]
+    probes = probes_of(cfg, role)
     try:
         with AmiClient.from_config(cfg, role.section) as ami:
-            said = ""
-            for p in role.probes:
+            for p in probes:
                 try:
                     if p.is_list:
                         ami.list_action(p.action, **p.fields)
                     else:
-                        out = ami.action(p.action, **p.fields).get("Output", "")
-                        said = said or " ".join(out.split()[:2])
+                        ami.action(p.action, **p.fields)
                 except AmiActionError as e:
                     if e.permission_denied:
                         return False, (f"{refusal_hint(user, p.action)} (Asterisk said: {e.message}; "
                                        f"see manager/{role.snippet})")
                     raise
-        return True, (f"{user} at {a['ami_host']}:{a['ami_port']} may run "
-                      f"{', '.join(p.action for p in role.probes)}" + (f" ({said})" if said else ""))
+            version = _version(ami) if role.section is None else ""
+        return True, (f"logged in as {user} at {a['ami_host']}:{a['ami_port']}"
+                      + (f"; may run {', '.join(p.action for p in probes)}" if probes else "")
+                      + (f" ({version})" if version else ""))
     except AmiAuthError as e:
         return False, str(e)
     except AmiError as e:
