@@ -96,7 +96,7 @@ def make_server(app, host: str, port: int, *, threads: int, backlog: int, timeou
         # cheroot's own problems (a client's broken TLS handshake, a reset socket) are not the app's:
         # one line at their level; a traceback only for a real error.
         err.log(level, "%s", msg, exc_info=traceback and level >= logging.ERROR)
-    server.error_log = error_log
+    server.error_log = error_log  # type: ignore[method-assign]
     if tls_cert:
         from cheroot.ssl.builtin import BuiltinSSLAdapter
         adapter = BuiltinSSLAdapter(tls_cert, tls_key)
@@ -122,3 +122,28 @@ def serve(server: wsgi.Server, log: logging.Logger) -> None:
         log.info("web app stopping")
     finally:
         server.stop()
+
+
+def doctor_checks(cfg):
+    """`asterisk-kit doctor`: can the certificate be loaded; is plain HTTP reachable from the network?"""
+    import ipaddress
+    w = cfg["web"]
+    where = f"{w['listen']}:{w['port']}"
+    if w["tls_cert"]:
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(w["tls_cert"], w["tls_key"])
+        except (OSError, ssl.SSLError) as e:
+            yield "web TLS", False, f"[web] tls_cert / tls_key ({w['tls_cert']}, {w['tls_key']}): {e}"
+            return
+        yield "web TLS", True, f"HTTPS on {where} with {w['tls_cert']}"
+        return
+    try:
+        loopback = ipaddress.ip_address(w["listen"]).is_loopback
+    except ValueError:
+        loopback = w["listen"] == "localhost"
+    if loopback:
+        yield "web TLS", True, f"plain HTTP on {where}, loopback only (put an HTTPS proxy in front for the network)"
+    else:
+        yield "web TLS", True, (f"WARNING: plain HTTP on {where}: passwords and session cookies cross the network "
+                                "unencrypted; set [web] tls_cert and tls_key (FreePBX: "
+                                "/etc/asterisk/keys/integration/) or serve it behind an HTTPS proxy")
