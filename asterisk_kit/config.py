@@ -428,8 +428,9 @@ SCHEMA: Dict[str, Section] = {
                                                   "[blf] max_viewers threads on top."),
         "backlog": Key(_int_range(16, 65535), "1024", "Listen backlog: connections the kernel queues in a burst "
                                                       "(capped by net.core.somaxconn)."),
-        "read_timeout_seconds": Key(_int_range(1, 600), "10", "A client must send its request (headers and body) "
-                                                              "within this; idle keep-alive connections close after it."),
+        "read_timeout_seconds": Key(_int_range(1, 600), "10", "A client must send its request (headers and "
+                                                              "body) within this; idle keep-alive connections "
+                                                              "close after it."),
         "max_header_kb": Key(_int_range(4, 1024), "32", "Largest request head (request line plus headers); more: 413."),
         "max_body_mb": Key(_int_range(1, 1024), "20", "Largest request body of a logged-in user (phone list "
                                                       "uploads); more: 413, refused before it is read."),
