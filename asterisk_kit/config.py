@@ -263,6 +263,12 @@ def _beeline_validate(v: Dict[str, Any]) -> List[Tuple[str, str]]:
     return out
 
 
+def _web_validate(v: Dict[str, Any]) -> List[Tuple[str, str]]:
+    if bool(v.get("tls_cert")) != bool(v.get("tls_key")):
+        return [("tls_cert, tls_key", "set both (HTTPS) or neither (plain HTTP)")]
+    return []
+
+
 def _blf_patterns(v: str) -> List[str]:
     from .blf.states import PatternError, compile_patterns
     items = _list(v)
@@ -420,12 +426,36 @@ SCHEMA: Dict[str, Section] = {
         "port": Key(_int_range(1, 65535), "8080", "TCP port."),
         "language": Key(_language, "ru", "Default language of the pages: ru or en."),
         "session_hours": Key(_int_range(1, 24 * 90), "12", "A login lasts this many hours of inactivity."),
-        "secure_cookies": Key(_bool, "no", "Mark cookies Secure (set yes when served over HTTPS by a proxy)."),
-        "login_max_failures": Key(_int_range(1, 1000), "5", "Failed logins per user or address before a pause."),
+        "session_max_hours": Key(_int_range(1, 24 * 365), "168", "A login ends this many hours after it began, "
+                                                                 "however active."),
+        "secure_cookies": Key(_bool, "no", "Mark cookies Secure (set yes when served over HTTPS by a proxy; "
+                                           "always on with tls_cert)."),
+        "login_max_failures": Key(_int_range(1, 1000), "5", "Failed logins for one user name from one address "
+                                                            "before a pause."),
+        "login_max_failures_per_address": Key(_int_range(1, 100000), "30", "Failed logins from one address, "
+                                                                           "whatever the user name, before a pause."),
         "login_lockout_seconds": Key(_int_range(1, 86400), "300", "Length of that pause."),
+        "password_checks": Key(_int_range(1, 64), "2", "Password hashes computed at once (each takes ~128 MB); "
+                                                       "more logins wait."),
         "trusted_proxies": Key(_networks, "", "Reverse proxies (addresses or networks) whose X-Forwarded-For is "
                                               "believed for the client address; empty: none."),
-    }),
+        "threads": Key(_int_range(2, 1000), "16", "Server threads for pages and forms; the live BLF viewers get "
+                                                  "[blf] max_viewers threads on top."),
+        "backlog": Key(_int_range(16, 65535), "1024", "Listen backlog: connections the kernel queues in a burst "
+                                                      "(capped by net.core.somaxconn)."),
+        "read_timeout_seconds": Key(_int_range(1, 600), "10", "A client must send its request (headers and "
+                                                              "body) within this; idle keep-alive connections "
+                                                              "close after it."),
+        "max_header_kb": Key(_int_range(4, 1024), "32", "Largest request head (request line plus headers); more: 413."),
+        "max_body_mb": Key(_int_range(1, 1024), "20", "Largest request body of a logged-in user (phone list "
+                                                      "uploads); more: 413, refused before it is read."),
+        "anonymous_body_kb": Key(_int_range(1, 1024), "16", "Largest request body without a login (the login "
+                                                            "form); more: 413, refused before it is read."),
+        "tls_cert": Key(_str, "", "HTTPS: certificate file (PEM, chain after the certificate); empty: plain HTTP. "
+                                  "FreePBX: /etc/asterisk/keys/integration/certificate.pem."),
+        "tls_key": Key(_str, "", "HTTPS: private key file (PEM) of tls_cert. "
+                                 "FreePBX: /etc/asterisk/keys/integration/webserver.key."),
+    }, validate=_web_validate),
     "blf": Section("BLF panel: `asterisk-kit blf run` (one AMI connection -> memcached) and the /blf page.", {
         "contexts": Key(_list, "ext-local", "Dialplan contexts whose hints are shown (FreePBX: ext-local)."),
         "include": Key(_blf_patterns, "", "Only these extensions (101, ranges 100-199, patterns _1XX); empty: all."),

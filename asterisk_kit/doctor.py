@@ -106,6 +106,8 @@ def all_checks(cfg) -> Iterator[Check]:
         yield from check_mysql(cfg)
     if cfg.has("memcached"):
         yield from check_memcached(cfg)
+    from .web.server import doctor_checks as web_checks
+    yield from web_checks(cfg)
     for section, target in CAPABILITY_CHECKS.items():
         if cfg.has(section) or cfg.instances(section):
             mod, _, fn = target.partition(":")

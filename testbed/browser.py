@@ -14,7 +14,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 
 
-def new_browser(lang: str = "ru"):
+def new_browser(lang: str = "ru", extra_args=()):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     profile = tempfile.mkdtemp(prefix="kit-chromium-")
@@ -22,7 +22,7 @@ def new_browser(lang: str = "ru"):
     opts.binary_location = CHROMIUM
     for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
               "--no-first-run", "--disable-extensions", "--window-size=1280,900",
-              f"--user-data-dir={profile}", f"--lang={lang}"):
+              f"--user-data-dir={profile}", f"--lang={lang}", *extra_args):
         opts.add_argument(a)
     drv = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
     drv.set_page_load_timeout(30)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 import subprocess
 import time
 import urllib.request
@@ -12,11 +13,13 @@ from testbed.kitcli import BIN
 
 
 class WebServer:
-    def __init__(self, config: Path, port: int = 0):
+    def __init__(self, config: Path, port: int = 0, tls: bool = False):
         self.config = Path(config)
         self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.proc = None
+        # The health probe only asks "is it up"; the tests check the certificate themselves.
+        self._probe_ctx = ssl._create_unverified_context() if tls else None
 
     def start(self, timeout: float = 20.0) -> "WebServer":
         self.log = open(self.config.parent / f"web-{self.port}.out", "wb")
@@ -28,7 +31,7 @@ class WebServer:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"asterisk-kit web exited {self.proc.returncode}: {self.output()}")
             try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=2) as r:
+                with urllib.request.urlopen(self.url + "/healthz", timeout=2, context=self._probe_ctx) as r:
                     if r.status == 200:
                         return self
             except OSError:

@@ -157,7 +157,9 @@ def test_post_without_csrf_is_refused(site):
 def test_login_fixation_and_open_redirect(site):
     s = requests.Session()
     page = s.get(site.url + "/login?next=//evil.example/x", timeout=10)
-    before = s.cookies["ak_session"]
+    assert "ak_session" not in s.cookies, "no session before login"
+    before = "planted-by-an-attacker"
+    s.cookies.set("ak_session", before, domain="127.0.0.1", path="/")
     r = s.post(site.url + "/login", data={"csrf": csrf_of(page.text), "user": "olga", "password": PASSWORD,
                                          "next": "//evil.example/x"}, allow_redirects=False, timeout=10)
     assert r.status_code == 303 and r.headers["Location"] in (site.url + "/", "/")

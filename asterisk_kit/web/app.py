@@ -14,7 +14,7 @@ import json
 import logging
 import threading
 from typing import Callable, Dict, List, Optional
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import bottle
 from jinja2 import Environment, FileSystemLoader
@@ -30,6 +30,7 @@ PAGES: Dict[str, str] = {
 }
 
 SESSION_COOKIE = "ak_session"
+LOGIN_COOKIE = "ak_login"       # the login form's double-submit CSRF token (no session before login)
 LANG_COOKIE = "ak_lang"
 UNSAFE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 
@@ -63,6 +64,9 @@ class WebKit:
         self._local = threading.local()
         w = cfg["web"]
         self.session_ttl = w["session_hours"] * 3600.0
+        self.session_max_age = w["session_max_hours"] * 3600.0
+        self.secure = w["secure_cookies"] or bool(w["tls_cert"])
+        auth.set_parallel_checks(w["password_checks"])
         self.trusted_proxies = w["trusted_proxies"]
         www = shipped("www")
         self.static_root = str(www / "static")
@@ -80,8 +84,14 @@ class WebKit:
     def session(self) -> Optional[sessions.Session]:
         env = bottle.request.environ
         if "ak.session" not in env:
-            env["ak.session"] = sessions.load(self.db(), bottle.request.get_cookie(SESSION_COOKIE), self.session_ttl)
+            env["ak.session"] = sessions.load(self.db(), bottle.request.get_cookie(SESSION_COOKIE), self.session_ttl,
+                                              self.session_max_age)
         return env["ak.session"]
+
+    def has_login(self, environ) -> bool:
+        """For the server's guard, before Bottle sees the request: does it carry a live login?"""
+        sid = bottle.BaseRequest(environ).get_cookie(SESSION_COOKIE)
+        return sid is not None and sessions.load(self.db(), sid, self.session_ttl, self.session_max_age) is not None
 
     def user(self) -> Optional[str]:
         s = self.session()
@@ -153,8 +163,7 @@ class WebKit:
         return wrap(fn) if fn is not None else wrap
 
     def set_session_cookie(self, sid: str) -> None:
-        bottle.response.set_cookie(SESSION_COOKIE, sid, path="/", httponly=True, samesite="lax",
-                                   secure=self.cfg["web"]["secure_cookies"])
+        bottle.response.set_cookie(SESSION_COOKIE, sid, path="/", httponly=True, samesite="lax", secure=self.secure)
 
     def json(self, data, status: int = 200):
         bottle.response.status = status
@@ -179,7 +188,7 @@ def create_web(cfg, log: Optional[logging.Logger] = None) -> WebKit:
     web = WebKit(cfg, log)
     conn = web.db()
     auth.init(conn)
-    sessions.prune(conn, web.session_ttl)
+    sessions.prune(conn, web.session_ttl, web.session_max_age)
     _core_routes(web)
     for section, target in PAGES.items():
         if cfg.has(section):
@@ -188,20 +197,44 @@ def create_web(cfg, log: Optional[logging.Logger] = None) -> WebKit:
     return web
 
 
+def wsgi_app(web: WebKit):
+    return _security_headers(web.app)
+
+
 def create_app(cfg, log: Optional[logging.Logger] = None):
     """The WSGI application for `asterisk-kit web` (and any WSGI server)."""
-    return _security_headers(create_web(cfg, log).app)
+    return wsgi_app(create_web(cfg, log))
 
 
 def _core_routes(web: WebKit) -> None:
     app, req, resp = web.app, bottle.request, bottle.response
 
+    def parse_form():
+        """Parse the body once, here: a malformed one is the client's fault (400), not a 500."""
+        try:
+            req.forms, req.files
+        except (bottle.MultipartError, UnicodeError, ValueError) as e:
+            web.log.warning("refused %s %s from %s: malformed form body (%s)", req.method, req.path,
+                            web.client_ip(), e)
+            raise bottle.HTTPError(400, web.t("error.400"))
+
     @app.hook("before_request")
     def csrf_guard():
         if req.method in UNSAFE_METHODS and req.path != "/login":
             s = web.session()
+            if s is None:
+                # The session ended (expired, password changed, logged out elsewhere): say so and come
+                # back to the page after logging in; the body is not even parsed.
+                web.log.info("%s %s from %s: no live session, sent to log in", req.method, req.path,
+                             web.client_ip())
+                if "json" in req.headers.get("Accept", "") or req.headers.get("X-CSRF-Token"):
+                    raise bottle.HTTPError(401, web.t("login.ended"))
+                back = urlsplit(req.headers.get("Referer", ""))
+                page = safe_next(back.path + ("?" + back.query if back.query else ""))
+                bottle.redirect("/login?m=login.ended&next=" + quote(page + "#ak-restore", safe=""), 303)
+            parse_form()
             token = req.forms.getunicode("csrf") or req.headers.get("X-CSRF-Token", "")
-            if s is None or not token or not _eq(token, s.csrf):
+            if not token or not _eq(token, s.csrf):
                 web.log.warning("refused %s %s from %s: missing or wrong CSRF token", req.method, req.path,
                                 web.client_ip())
                 raise bottle.HTTPError(403, web.t("error.csrf"))
@@ -222,7 +255,7 @@ def _core_routes(web: WebKit) -> None:
             return json.dumps({"error": msg, "status": err.status_code}, ensure_ascii=False)
         return web.render("error.html", status=err.status_code, message=msg)
 
-    for code in (400, 401, 403, 404, 405, 413, 429, 500):
+    for code in (400, 401, 403, 404, 405, 413, 429, 500, 503):
         app.error(code)(error_page)
 
     @app.get("/static/<path:path>")
@@ -239,49 +272,61 @@ def _core_routes(web: WebKit) -> None:
     @app.get("/lang/<code>")
     def set_lang(code):
         if code in i18n.LANGUAGES:
-            resp.set_cookie(LANG_COOKIE, code, path="/", max_age=365 * 86400, samesite="lax",
-                            secure=web.cfg["web"]["secure_cookies"])
+            resp.set_cookie(LANG_COOKIE, code, path="/", max_age=365 * 86400, samesite="lax", secure=web.secure)
         bottle.redirect(safe_next(req.query.getunicode("next")))
 
     def login_form(status=200, error="", name="", notice=""):
-        s = web.session()
-        if s is None or s.user:
-            s = sessions.create(web.db())
-            req.environ["ak.session"] = s
-            web.set_session_cookie(s.sid)
+        # No session before login: the form's CSRF token is a random cookie the form must echo.
+        token = req.get_cookie(LOGIN_COOKIE)
+        if not token or len(token) > 64:
+            token = sessions.new_token()
+            resp.set_cookie(LOGIN_COOKIE, token, path="/login", httponly=True, samesite="lax", secure=web.secure)
         resp.status = status
-        return web.render("login.html", error=error, name=name, notice=notice,
-                          next=safe_next(req.query.getunicode("next") or req.forms.getunicode("next")))
+        nxt = req.query.getunicode("next") or req.forms.getunicode("next")
+        return web.render("login.html", error=error, name=name, notice=notice, csrf=token, next=safe_next(nxt))
 
     @app.get("/login")
     def login_get():
         if web.user():
             bottle.redirect(safe_next(req.query.getunicode("next")))
         notice = req.query.getunicode("m") or ""
-        return login_form(notice=web.t(notice) if notice in ("logout.done", "login.expired") else "")
+        return login_form(notice=web.t(notice) if notice in ("logout.done", "login.expired", "login.ended") else "")
 
     @app.post("/login")
     def login_post():
         conn, w = web.db(), web.cfg["web"]
+        parse_form()
         name = (req.forms.getunicode("user") or "").strip()
         password = req.forms.getunicode("password") or ""
-        s = web.session()
-        if s is None or not _eq(req.forms.getunicode("csrf") or "", s.csrf):
+        token = req.get_cookie(LOGIN_COOKIE) or ""
+        if not token or not _eq(req.forms.getunicode("csrf") or "", token):
             return login_form(403, web.t("error.csrf"), name)
-        keys = ["ip:" + web.client_ip()] + (["user:" + name.lower()] if name else [])
-        wait = auth.locked_for(conn, keys)
+        ip = web.client_ip()
+        limits = auth.throttle_keys(name, ip, w["login_max_failures"], w["login_max_failures_per_address"])
+        # Charged before the check, atomically: a burst cannot get more than the limit checked.
+        wait = auth.begin_attempt(conn, limits, w["login_lockout_seconds"])
         if wait > 0:
-            web.log.warning("login for %r from %s refused: locked out for %.0f s", name, web.client_ip(), wait)
+            web.log.warning("login for %r from %s refused: locked out for %.0f s", name, ip, wait)
             return login_form(429, web.t("login.locked", minutes=max(1, -(-int(wait) // 60))), name)
-        if not name or not auth.authenticate(conn, name, password):
-            auth.record_failure(conn, keys, w["login_max_failures"], w["login_lockout_seconds"])
-            web.log.warning("failed login for %r from %s", name, web.client_ip())
+        try:
+            ok = bool(name) and auth.authenticate(conn, name, password)
+        except auth.UserBusy:
+            auth.refund_attempt(conn, limits)
+            web.log.warning("login for %r from %s not checked: too many password checks at once", name, ip)
+            resp.set_header("Retry-After", "5")
+            return login_form(503, web.t("login.busy"), name)
+        if not ok:
+            web.log.warning("failed login for %r from %s", name, ip)
             return login_form(401, web.t("login.failed"), name)
-        auth.clear_failures(conn, keys)
-        sessions.drop(conn, s.sid)                      # a fresh id after login: no session fixation
-        new = sessions.create(conn, user=name)
+        auth.refund_attempt(conn, limits, succeeded=True)
+        sessions.prune(conn, web.session_ttl, web.session_max_age)
+        old = web.session()
+        if old:
+            sessions.drop(conn, old.sid)
+        new = sessions.create(conn, user=name)          # always a fresh id: no session fixation
         web.set_session_cookie(new.sid)
-        web.log.info("user %r logged in from %s", name, web.client_ip())
+        resp.delete_cookie(LOGIN_COOKIE, path="/login")
+        web.log.info("user %r logged in from %s", name, ip)
         bottle.redirect(safe_next(req.forms.getunicode("next")), 303)
 
     @app.post("/logout")

@@ -30,13 +30,28 @@ def register(sub) -> None:
 
 
 def cmd_web(ctx) -> int:
-    from .app import create_app
-    from .server import serve
+    from .app import create_web, wsgi_app
+    from .server import guard, make_server, serve
     log = ctx.logger("web")
-    w = ctx.cfg["web"]
-    app = create_app(ctx.cfg, log)
-    _give_store_to_run_user(ctx.cfg)
-    serve(app, ctx.args.listen or w["listen"], ctx.args.port or w["port"], log)
+    cfg, w = ctx.cfg, ctx.cfg["web"]
+    web = create_web(cfg, log)
+    app = guard(wsgi_app(web), anonymous_body=w["anonymous_body_kb"] * 1024, logged_in=web.has_login, log=log,
+                tls=bool(w["tls_cert"]))
+    # Each live BLF viewer holds a thread for its stream: they get threads of their own.
+    viewers = cfg["blf"]["max_viewers"] if cfg.has("blf") else 0
+    try:
+        server = make_server(app, ctx.args.listen or w["listen"], ctx.args.port or w["port"],
+                             threads=w["threads"] + viewers, backlog=w["backlog"], timeout=w["read_timeout_seconds"],
+                             max_header=w["max_header_kb"] * 1024, max_body=w["max_body_mb"] * 1024 * 1024, log=log,
+                             tls_cert=w["tls_cert"], tls_key=w["tls_key"])
+    except (OSError, ValueError) as e:
+        # A missing or unreadable certificate / key: name the keys, no traceback.
+        log.error("[web] tls_cert / tls_key: cannot load %s, %s: %s", w["tls_cert"], w["tls_key"], e)
+        print(f"asterisk-kit: [web] tls_cert / tls_key: cannot load {w['tls_cert']}, {w['tls_key']}: {e}",
+              file=sys.stderr)
+        return 2
+    _give_store_to_run_user(cfg)
+    serve(server, log)
     return 0
 
 

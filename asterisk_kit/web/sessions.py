@@ -1,7 +1,9 @@
-"""Server-side sessions: the cookie holds only a random id; user, CSRF token and expiry live in SQLite.
+"""Server-side sessions: the cookie holds only a random id; user, CSRF token and times live in SQLite.
 
-Anonymous visitors get a session too (on the login page), so the login form carries a CSRF token;
-logging in replaces the session id (no fixation).
+Only a login creates a session (a new id every time, so no fixation); anonymous visitors get none,
+so page loads cannot fill the table. The login form is protected by a double-submit token instead
+(`login_token`). A session ends after `ttl` seconds unused or `max_age` seconds after the login,
+whichever comes first; expired rows are pruned at every login.
 """
 from __future__ import annotations
 
@@ -17,9 +19,10 @@ MIGRATIONS = [
     """CREATE TABLE web_sessions (
          id_hash TEXT PRIMARY KEY, user TEXT, csrf TEXT NOT NULL, created REAL NOT NULL, seen REAL NOT NULL);
        CREATE INDEX web_sessions_user ON web_sessions (user)""",
+    # Anonymous (pre-login) sessions are gone: drop the ones older versions left behind.
+    "DELETE FROM web_sessions WHERE user IS NULL",
 ]
 
-ANON_TTL = 3600.0           # an anonymous session only has to outlive filling in the login form
 TOUCH_EVERY = 60.0          # write `seen` at most this often
 
 
@@ -33,27 +36,31 @@ def _h(sid: str) -> str:
 
 
 class Session:
-    def __init__(self, sid: str, user: Optional[str], csrf: str):
+    def __init__(self, sid: str, user: str, csrf: str):
         self.sid, self.user, self.csrf = sid, user, csrf
 
 
-def create(conn: sqlite3.Connection, user: Optional[str] = None) -> Session:
+def new_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def create(conn: sqlite3.Connection, user: str) -> Session:
     init(conn)
-    sid, csrf, now = secrets.token_urlsafe(32), secrets.token_urlsafe(24), time.time()
+    sid, csrf, now = secrets.token_urlsafe(32), new_token(), time.time()
     conn.execute("INSERT INTO web_sessions (id_hash, user, csrf, created, seen) VALUES (?, ?, ?, ?, ?)",
                  (_h(sid), user, csrf, now, now))
     return Session(sid, user, csrf)
 
 
-def load(conn: sqlite3.Connection, sid: Optional[str], ttl: float) -> Optional[Session]:
+def load(conn: sqlite3.Connection, sid: Optional[str], ttl: float, max_age: float) -> Optional[Session]:
     if not sid or len(sid) > 100:
         return None
     init(conn)
-    row = conn.execute("SELECT user, csrf, seen FROM web_sessions WHERE id_hash = ?", (_h(sid),)).fetchone()
+    row = conn.execute("SELECT user, csrf, created, seen FROM web_sessions WHERE id_hash = ?", (_h(sid),)).fetchone()
     if row is None:
         return None
     now = time.time()
-    if now - row["seen"] > (ttl if row["user"] else ANON_TTL):
+    if row["user"] is None or now - row["seen"] > ttl or now - row["created"] > max_age:
         conn.execute("DELETE FROM web_sessions WHERE id_hash = ?", (_h(sid),))
         return None
     if now - row["seen"] > TOUCH_EVERY:
@@ -71,7 +78,8 @@ def drop_user(conn: sqlite3.Connection, user: str) -> None:
     conn.execute("DELETE FROM web_sessions WHERE user = ?", (user,))
 
 
-def prune(conn: sqlite3.Connection, ttl: float) -> None:
+def prune(conn: sqlite3.Connection, ttl: float, max_age: float) -> int:
     init(conn)
     now = time.time()
-    conn.execute("DELETE FROM web_sessions WHERE (user IS NULL AND seen < ?) OR seen < ?", (now - ANON_TTL, now - ttl))
+    return conn.execute("DELETE FROM web_sessions WHERE user IS NULL OR seen < ? OR created < ?",
+                        (now - ttl, now - max_age)).rowcount
