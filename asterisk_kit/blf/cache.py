@@ -30,7 +30,7 @@ import os
 import secrets
 import threading
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 SEQ, SNAPSHOT, LIST, META, RESYNC = "blf:seq", "blf:snapshot", "blf:list", "blf:meta", "blf:resync"
 RING = 1024                 # change records kept in memcached
@@ -70,7 +70,7 @@ class CacheWriter(threading.Thread):
         self.ring = ring
         self.snapshot_every = min(snapshot_every, ring // 2)
         self.stop_flag = threading.Event()
-        self.mc = None
+        self.mc: Any = None
         self.failing = False
         # a new epoch per daemon start: readers never mix this run's ring with a previous one's
         self.epoch = f"{int(time.time())}.{os.getpid()}.{secrets.token_hex(3)}"
@@ -264,7 +264,7 @@ class Follower:
         keys = [delta_key(i, self.ring) for i in range(first, last + 1)]
         got = mc.get_many(keys)
         out = []
-        for i, k in zip(range(first, last + 1), keys):
+        for i, k in zip(range(first, last + 1), keys, strict=True):
             raw = got.get(k)
             d = json.loads(raw) if raw is not None else None
             if not d or d.get("epoch") != epoch or d.get("seq") != i:
@@ -288,7 +288,7 @@ class Follower:
 
     def _resync(self, mc, epoch: str, seq: int):
         raw = mc.get(SNAPSHOT)
-        snap = json.loads(raw) if raw is not None else None
+        snap: Any = json.loads(raw) if raw is not None else None
         deltas = None
         if snap and snap.get("epoch") == epoch:
             deltas = self._deltas(mc, epoch, snap["seq"] + 1, seq)
@@ -313,7 +313,7 @@ def read_state(mc) -> dict:
     """{version, meta, snapshot} as found in memcached (None where missing); the snapshot brought up
     to date with the change ring."""
     got = mc.get_many([SEQ, META])
-    out = {"version": None, "meta": None, "snapshot": None}
+    out: Dict[str, Any] = {"version": None, "meta": None, "snapshot": None}
     if got.get(META):
         out["meta"] = json.loads(got[META])
     f = Follower()

@@ -152,7 +152,7 @@ class Hub:
             oldest = self.history[0][0] if self.history else self.seq + 1
             if seq + 1 < oldest:
                 return self.seq, self._full_locked()
-            parts = []
+            parts: List[bytes] = []
             for s, data, full in self.history:
                 if s > seq:
                     if full:

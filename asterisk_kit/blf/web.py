@@ -1,9 +1,9 @@
 """The BLF page `/blf`, its JSON `/blf.json` and its live stream `/blf/events` (Server-Sent Events).
 
-All three read the Hub (one memcached poller and one in-memory board per web process), never AMI. Login is required unless
-the viewer's address is in [blf] anonymous_networks (wall screens). Each SSE stream holds one server
-thread while open: the number of streams is capped ([blf] max_viewers, beyond that 503 and the
-browser retries), every stream ends after STREAM_SECONDS (the browser reconnects at once and the
+All three read the Hub (one memcached poller and one in-memory board per web process), never AMI.
+Login is required unless the viewer's address is in [blf] anonymous_networks (wall screens). Each
+SSE stream holds one server thread while open: the number of streams is capped ([blf] max_viewers,
+beyond that 503 and the browser retries), every stream ends after STREAM_SECONDS (the browser reconnects at once and the
 login is checked again), and a comment line every KEEPALIVE seconds finds dead viewers.
 """
 from __future__ import annotations
