@@ -171,6 +171,7 @@ class SseViewer:
 
     def __init__(self, url: str, cookies=None):
         import threading
+
         import requests
         self.board: dict = {}
         self.history: dict = {}

@@ -132,7 +132,7 @@ def test_ring_overrun_while_web_frozen_is_closed_from_the_snapshot(gap):
             for i in range(RING + 40):
                 before = _seq(s)
                 _change(s, EXTENS[i % len(EXTENS)], i)
-                wait_for(lambda: _seq(s) != before, 10, interval=0.001, what=f"change {i} written")
+                wait_for(lambda b=before: _seq(s) != b, 10, interval=0.001, what=f"change {i} written")
         finally:
             os.kill(s.web.proc.pid, signal.SIGCONT)
         assert _seq(s) - first > RING
@@ -160,7 +160,7 @@ def test_lost_ring_record_asks_the_daemon_for_a_snapshot(gap):
         for i in range(3):
             before = _seq(s)
             _change(s, EXTENS[i], i + 2)
-            wait_for(lambda: _seq(s) != before, 10, what="change written")
+            wait_for(lambda b=before: _seq(s) != b, 10, what="change written")
         snap_seq = json.loads(mc.get(SNAPSHOT))["seq"]
         cur = _seq(s)
         assert snap_seq < cur, "the snapshot is older than the last change (written every 256)"
