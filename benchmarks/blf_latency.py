@@ -4,7 +4,7 @@ Real parts only: a private Asterisk 22 (testbed) with 500 hints in ext-local, a 
 `asterisk-kit blf run` and `asterisk-kit web` as subprocesses, 100 concurrent Server-Sent Events
 viewers (plain sockets in one selector thread, what a browser's EventSource does on the wire).
 Each round changes one random extension through AMI (`Setvar DEVICE_STATE(Custom:X)`, another AMI
-login than the daemon's) and times until every viewer has received that change. Target: p95 < 250 ms.
+login than the daemon's) and times until every viewer has received that change. Target: p95 < 100 ms.
 
     .venv/bin/python benchmarks/blf_latency.py [ROUNDS] [VIEWERS] [EXTENSIONS]
 """
@@ -174,7 +174,7 @@ def main():
           f"max {max(lat):.1f} ms")
     print(f"  CPU over {elapsed:.1f} s: daemon {cpu[daemon.proc.pid]:.2f} s, web {cpu[web.proc.pid]:.2f} s")
     print(f"  AMI connections of the BLF user during the run: {conns}")
-    print(f"  target p95 < 250 ms: {'met' if pct(lat, 95) < 250 and not missed else 'NOT met'}")
+    print(f"  target p95 < 100 ms: {'met' if pct(lat, 95) < 100 and not missed else 'NOT met'}")
 
 
 if __name__ == "__main__":

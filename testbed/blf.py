@@ -113,3 +113,119 @@ def ami_connections(a: Asterisk, user: str = BLF_USER) -> int:
     out = a.cli("manager show connected")
     # the CLI cuts user names to 15 characters
     return sum(1 for line in out.splitlines() if line.split()[:1] == [user[:15]])
+
+
+class AmiDriver:
+    """Another AMI login (the testbed's admin user, not the daemon's) that sends `devstate change`
+    commands in bulk: written without waiting, the answers drained by a thread."""
+
+    def __init__(self, a: Asterisk):
+        import socket
+        import threading
+        self.sock = socket.create_connection(("127.0.0.1", a.ami_port), timeout=10)
+        self.sock.recv(100)
+        self.sock.sendall(f"Action: Login\r\nUsername: {a.ami_user}\r\nSecret: {a.ami_secret}\r\n"
+                          "Events: off\r\n\r\n".encode())
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            buf += self.sock.recv(4096)
+        assert b"Success" in buf, buf
+        self.n = 0
+        self.answers = 0
+        self._lock = threading.Lock()
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self) -> None:
+        try:
+            while True:
+                data = self.sock.recv(1 << 16)
+                if not data:
+                    return
+                with self._lock:
+                    self.answers += data.count(b"Response: ")
+        except OSError:
+            return
+
+    def devstate(self, changes) -> None:
+        """CHANGES: [(exten, DEVSTATE)], e.g. ("201", "INUSE"), sent as one write."""
+        out = []
+        for x, st in changes:
+            self.n += 1
+            out.append(f"Action: Command\r\nActionID: d{self.n}\r\nCommand: devstate change Custom:{x} {st}\r\n\r\n")
+        self.sock.sendall("".join(out).encode())
+
+    def wait_answered(self, timeout: float = 60) -> None:
+        wait_for(lambda: self.answers >= self.n, timeout, what=f"AMI answers ({self.answers} of {self.n})")
+
+    def close(self) -> None:
+        try:
+            self.sock.sendall(b"Action: Logoff\r\n\r\n")
+        except OSError:
+            pass
+        self.sock.close()
+
+
+class SseViewer:
+    """One /blf/events stream read by a thread, applied like the page does: `board` is what the
+    page would show, `history[exten]` every state it was shown in, in order."""
+
+    def __init__(self, url: str, cookies=None):
+        import threading
+
+        import requests
+        self.board: dict = {}
+        self.history: dict = {}
+        self.stale = None
+        self.seqs: list = []
+        self.snapshots = 0
+        self.error = None
+        self.resp = requests.get(url + "/blf/events", stream=True, timeout=60, cookies=cookies,
+                                 headers={"Accept": "text/event-stream"})
+        assert self.resp.status_code == 200, self.resp.status_code
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        buf = b""
+        try:
+            while True:
+                data = self.resp.raw.read1(1 << 16)
+                if not data:
+                    return
+                buf += data
+                *events, buf = buf.split(b"\n\n")
+                for ev in events:
+                    self._event(ev)
+        except Exception as e:  # noqa: BLE001 - closed by the test, or a real failure the test reports
+            self.error = e
+
+    def _event(self, ev: bytes) -> None:
+        name, data = "", None
+        for line in ev.split(b"\n"):
+            if line.startswith(b"event: "):
+                name = line[7:].decode()
+            elif line.startswith(b"data: "):
+                data = json.loads(line[6:])
+        if data is None:
+            return
+        self.seqs.append(data["seq"])
+        self.stale = data["stale"]
+        if name == "snapshot":
+            self.snapshots += 1
+            self.board = {}
+            items = data["extensions"]
+        else:
+            items = data["changed"]
+            for x in data["removed"]:
+                self.board.pop(x, None)
+        for e in items:
+            self.board[e["exten"]] = e
+            h = self.history.setdefault(e["exten"], [])
+            if not h or h[-1] != e["state"]:
+                h.append(e["state"])
+
+    def states(self) -> dict:
+        return {x: e["state"] for x, e in list(self.board.items())}
+
+    def close(self) -> None:
+        self.resp.close()

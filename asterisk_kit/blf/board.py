@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Dict, Iterable, List, Optional, Set, Tuple
+from dataclasses import dataclass
+from typing import Dict, Iterable, List, Optional, Set
 
 from .states import UNKNOWN, Extension, Groups, Selection, from_status
 
@@ -27,6 +28,7 @@ class Board:
         self.dirty: Set[str] = set()      # extensions to (re)write
         self.gone: Set[str] = set()       # extensions whose keys must be deleted
         self.full = True                  # rewrite everything (start, memcached lost keys)
+        self.members = True               # extensions came or went since the last take()
 
     # ---- helpers (lock held) ----
     def _bump(self, extens: Iterable[str] = ()) -> None:
@@ -63,6 +65,7 @@ class Board:
                 e = self.ext.get(exten)
                 if e is None:
                     e = self.ext[exten] = Extension(exten, context, r.get("Hint", ""))
+                    self.members = True
                     self._set(e, slug, code, r.get("StatusText", ""), now, known=False)
                     changed.append(exten)
                     continue
@@ -72,6 +75,7 @@ class Board:
             for exten in [x for x in self.ext if x not in seen]:
                 del self.ext[exten]
                 self.gone.add(exten)
+                self.members = True
                 changed.append(exten)
             self._set_ami("up", now)
             self._bump(changed)
@@ -88,6 +92,7 @@ class Board:
             what = "changed"
             if e is None:
                 e = self.ext[exten] = Extension(exten, context, ev.get("Hint", ""))
+                self.members = True
                 what = "new"
             elif ev.get("Hint"):
                 e.hint = ev["Hint"]
@@ -157,20 +162,24 @@ class Board:
         e = self.ext[exten]
         return e.public(self.names.get(exten, ""), self.groups.of(exten))
 
-    def take(self) -> Tuple[int, bool, Dict[str, dict], Set[str], dict, dict]:
-        """What to write now: (version, full?, {exten: record}, deleted, snapshot, meta); clears dirty."""
+    def take(self, snapshot: bool = False) -> "Batch":
+        """What to write now; clears dirty. Only the changed records are built (one change costs the
+        same whatever the number of extensions); the whole snapshot only on a full write or when asked."""
         with self.lock:
             full = self.full
             extens = list(self.ext) if full else [x for x in self.dirty if x in self.ext]
             records = {x: self.public(x) for x in extens}
-            gone = set(self.gone)
-            snap = {"version": self.version, "written": time.time(), "groups": self.groups.titles,
-                    "ami": self.ami, "ami_since": self.ami_since,
-                    "extensions": [self.public(x) for x in sorted(self.ext, key=_sort_key)]}
+            snap = None
+            if full or snapshot:
+                snap = {"version": self.version, "written": time.time(), "groups": self.groups.titles,
+                        "ami": self.ami, "ami_since": self.ami_since,
+                        "extensions": [records.get(x) or self.public(x) for x in sorted(self.ext, key=_sort_key)]}
+            listing = sorted(self.ext, key=_sort_key) if full or self.members else None
+            batch = Batch(self.version, full, records, set(self.gone), snap, listing, self.meta())
             self.dirty.clear()
             self.gone.clear()
-            self.full = False
-            return self.version, full, records, gone, snap, self.meta()
+            self.full = self.members = False
+            return batch
 
     def meta(self) -> dict:
         return {"ami": self.ami, "ami_since": self.ami_since, "heartbeat": time.time(),
@@ -183,6 +192,17 @@ class Board:
         with self.lock:
             self.full = True
             self.changed.notify_all()
+
+
+@dataclass
+class Batch:
+    version: int
+    full: bool                      # everything: readers must re-read the snapshot
+    records: Dict[str, dict]        # changed (or, full, all) extensions
+    gone: Set[str]                  # extensions no longer shown
+    snapshot: Optional[dict]        # the whole board, when full or asked for
+    listing: Optional[List[str]]    # every shown extension, when that set changed
+    meta: dict
 
 
 def _sort_key(exten: str):

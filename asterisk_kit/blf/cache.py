@@ -1,50 +1,85 @@
-"""The BLF layout in memcached, and the daemon's writer thread that keeps it equal to the Board.
+"""The BLF layout in memcached, the daemon's writer thread, and the readers' delta follower.
 
 Keys (under [memcached] prefix, e.g. `asterisk-kit:`):
-  blf:version      the global version counter (decimal); changes on every visible change
-  blf:snapshot     JSON {version, written, ami, ami_since, groups, extensions: [record, ...]}
-  blf:ext:<exten>  JSON record of one extension {exten, name, group, state, code, text, since, ...}
-  blf:list         JSON [exten, ...]
-  blf:meta         JSON {ami, ami_since, heartbeat, version, extensions}; rewritten every heartbeat
-Write order is records, snapshot, list, version: a reader that sees a new version finds the snapshot
-that goes with it. Readers (the web app, other tools) never talk to AMI.
+  blf:seq          "EPOCH SEQ VERSION": the last change written. EPOCH is new at every daemon start,
+                   SEQ grows by one per written change within it, VERSION is the board's counter
+  blf:delta:<n>    JSON change record of SEQ n, in a ring of RING keys (n = SEQ mod RING):
+                   {epoch, seq, version, ami, ami_since, full, changed: [record, ...], removed: [exten, ...]}
+                   full: true says "read the snapshot" (start, lost cache, new config)
+  blf:snapshot     JSON {epoch, seq, version, written, ami, ami_since, groups, extensions: [record, ...]};
+                   rewritten on a full write and every SNAPSHOT_EVERY changes, so it is always inside the ring
+  blf:ext:<exten>  JSON record of one extension {exten, name, group, state, code, text, since, ...}; always current
+  blf:list         JSON [exten, ...]; rewritten when extensions come or go
+  blf:meta         JSON {ami, ami_since, heartbeat, version, epoch, seq, extensions}; every heartbeat
+  blf:resync       set by a reader that found a hole it cannot fill (lost ring keys): the daemon answers
+                   with a full write within a heartbeat
+Write order: snapshot (when due), then the delta and the records, then blf:seq. A reader that sees a
+new SEQ finds its delta, and the snapshot when the delta says so. So one change costs the daemon one
+small record and the web process one small read, whatever the number of extensions.
 
-memcached can restart (or evict) at any time, and with several servers one of them can: every few
-heartbeats the writer checks that every key it wrote is still there and rewrites everything if not.
-Writes happen in this thread so a slow or dead memcached never stalls the AMI reader.
+memcached can restart (or evict) at any time, and with several servers one of them can: every
+heartbeat the writer checks the keys readers start from (seq, snapshot, list) and a rotating slice of
+the records, and rewrites everything when one is missing. Writes happen in this thread so a slow or
+dead memcached never stalls the AMI reader.
 """
 from __future__ import annotations
 
 import json
 import logging
+import os
+import secrets
 import threading
 import time
-from typing import Optional
+from typing import Any, Dict, List, Optional, Tuple
 
-VERSION, SNAPSHOT, LIST, META = "blf:version", "blf:snapshot", "blf:list", "blf:meta"
+SEQ, SNAPSHOT, LIST, META, RESYNC = "blf:seq", "blf:snapshot", "blf:list", "blf:meta", "blf:resync"
+RING = 1024                 # change records kept in memcached
+SNAPSHOT_EVERY = 256        # changes between two snapshots (well inside the ring)
+VERIFY_SLICE = 256          # records checked per heartbeat
 
 
 def ext_key(exten: str) -> str:
     return "blf:ext:" + exten
 
 
+def delta_key(seq: int, ring: int = RING) -> str:
+    return f"blf:delta:{seq % ring}"
+
+
 def dumps(v) -> bytes:
     return json.dumps(v, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
+def parse_seq(raw) -> Optional[Tuple[str, int, int]]:
+    """blf:seq value -> (epoch, seq, version); None when missing or not ours."""
+    try:
+        epoch, seq, version = raw.decode().split()
+        return epoch, int(seq), int(version)
+    except (AttributeError, ValueError):
+        return None
+
+
 class CacheWriter(threading.Thread):
-    def __init__(self, board, client_factory, log: logging.Logger, heartbeat: float = 1.0, verify_every: int = 3):
+    def __init__(self, board, client_factory, log: logging.Logger, heartbeat: float = 1.0,
+                 ring: int = RING, snapshot_every: int = SNAPSHOT_EVERY):
         super().__init__(name="blf-cache", daemon=True)
         self.board = board
         self.client_factory = client_factory
         self.log = log
         self.heartbeat = heartbeat
-        self.verify_every = verify_every
+        self.ring = ring
+        self.snapshot_every = min(snapshot_every, ring // 2)
         self.stop_flag = threading.Event()
-        self.mc = None
+        self.mc: Any = None
         self.failing = False
+        # a new epoch per daemon start: readers never mix this run's ring with a previous one's
+        self.epoch = f"{int(time.time())}.{os.getpid()}.{secrets.token_hex(3)}"
+        self.seq = 0
+        self.snap_seq = -(1 << 30)  # SEQ of the last snapshot written
+        self.meta_ami: Optional[str] = None
         self.written: set = set()   # extension keys believed to be in memcached
-        self.writes = 0             # full rewrites after a lost cache (for logs and tests)
+        self.verify_pos = 0
+        self.writes = 0             # full rewrites (for logs and tests)
 
     def reconnect(self, client_factory=None) -> None:
         """[memcached] changed (SIGHUP): new client, full rewrite."""
@@ -71,7 +106,6 @@ class CacheWriter(threading.Thread):
 
     def run(self) -> None:
         last_beat = 0.0
-        beats = 0
         while True:
             with self.board.lock:
                 wait = max(0.0, last_beat + self.heartbeat - time.monotonic())
@@ -84,10 +118,9 @@ class CacheWriter(threading.Thread):
                 if self.board.pending():
                     self._write()
                 if time.monotonic() - last_beat >= self.heartbeat or stopping:
-                    beats += 1
-                    if beats % self.verify_every == 0:
+                    if not stopping:
                         self._verify()
-                    self.mc.set(META, dumps(self.board.meta()))
+                    self.mc.set(META, dumps(self._meta()))
                     last_beat = time.monotonic()
                 if self.failing:
                     self.log.info("memcached is back: BLF states written again")
@@ -108,56 +141,195 @@ class CacheWriter(threading.Thread):
                 self._close()
                 return
 
+    def _meta(self, meta: Optional[dict] = None) -> dict:
+        meta = meta or self.board.meta()
+        meta["epoch"], meta["seq"] = self.epoch, self.seq
+        return meta
+
     def _write(self) -> None:
-        version, full, records, gone, snap, meta = self.board.take()
+        due = self.seq + 1 - self.snap_seq >= self.snapshot_every
+        b = self.board.take(snapshot=due)
+        # a SEQ is never reused, even when its write fails half-way
+        self.seq += 1
+        seq = self.seq
         try:
-            if records:
-                failed = self.mc.set_many({ext_key(x): dumps(r) for x, r in records.items()}, noreply=False)
-                if failed:
-                    raise RuntimeError(f"memcached refused {len(failed)} keys")
-            for x in gone:
+            if b.snapshot is not None:
+                b.snapshot["epoch"], b.snapshot["seq"] = self.epoch, seq
+                self.mc.set(SNAPSHOT, dumps(b.snapshot), noreply=False)
+                self.snap_seq = seq
+            delta = {"epoch": self.epoch, "seq": seq, "version": b.version, "ami": b.meta["ami"],
+                     "ami_since": b.meta["ami_since"], "full": b.full,
+                     "changed": [] if b.full else list(b.records.values()), "removed": [] if b.full else sorted(b.gone)}
+            items = {delta_key(seq, self.ring): dumps(delta)}
+            items.update((ext_key(x), dumps(r)) for x, r in b.records.items())
+            failed = self.mc.set_many(items, noreply=False)
+            if failed:
+                raise RuntimeError(f"memcached refused {len(failed)} keys")
+            for x in b.gone:
                 self.mc.delete(ext_key(x), noreply=False)
-            if full:
+            if b.full:
                 # keys of extensions no longer shown (filter changed while we were away)
-                for x in self.written - set(records):
+                for x in self.written - set(b.records):
                     self.mc.delete(ext_key(x), noreply=False)
-                self.written = set(records)
+                self.written = set(b.records)
             else:
-                self.written = (self.written | set(records)) - gone
-            self.mc.set(SNAPSHOT, dumps(snap), noreply=False)
-            self.mc.set(LIST, dumps([r["exten"] for r in snap["extensions"]]), noreply=False)
-            self.mc.set(VERSION, str(version).encode(), noreply=False)
-            self.mc.set(META, dumps(meta), noreply=False)
+                self.written = (self.written | set(b.records)) - b.gone
+            if b.listing is not None:
+                self.mc.set(LIST, dumps(b.listing), noreply=False)
+            if b.full or b.meta["ami"] != self.meta_ami:
+                # readers take the AMI status (stale or not) from meta: say it with the change
+                self.mc.set(META, dumps(self._meta(b.meta)), noreply=False)
+                self.meta_ami = b.meta["ami"]
+            self.mc.set(SEQ, f"{self.epoch} {seq} {b.version}".encode(), noreply=False)
         except Exception:
             self.board.mark_full()
             raise
-        if full:
+        if b.full:
             self.writes += 1
 
     def _verify(self) -> None:
-        """Every key still there? A restarted memcached (or one of several) has lost them."""
-        keys = [VERSION, SNAPSHOT, LIST] + [ext_key(x) for x in self.written]
-        got = self.mc.get_many(keys)
+        """The keys readers start from still there? A restarted memcached (or one of several) has lost
+        them; a reader that found a hole in the ring asks for a fresh snapshot through blf:resync."""
+        written = list(self.written)
+        if self.verify_pos >= len(written):
+            self.verify_pos = 0
+        sample = [ext_key(x) for x in written[self.verify_pos:self.verify_pos + VERIFY_SLICE]]
+        self.verify_pos += VERIFY_SLICE
+        keys = [SEQ, LIST] + sample
+        got = self.mc.get_many(keys + [RESYNC])
         missing = [k for k in keys if k not in got]
+        if self.seq and not self.mc.touch(SNAPSHOT, noreply=False):
+            missing.append(SNAPSHOT)
         if missing:
-            self.log.warning("memcached lost %d of %d BLF keys (restarted or evicted?): rewriting everything",
-                             len(missing), len(keys))
-            self.board.mark_full()
-            self._write()
+            self.log.warning("memcached lost %d of %d BLF keys checked (restarted or evicted?): rewriting everything",
+                             len(missing), len(keys) + 1)
+        elif got.get(RESYNC) is not None:
+            self.log.info("a reader missed BLF changes (%s): writing a fresh snapshot",
+                          got[RESYNC].decode(errors="replace"))
+        else:
+            return
+        self.mc.delete(RESYNC, noreply=False)
+        self.board.mark_full()
+        self._write()
 
 
 # ---- reading (web app, CLI, other tools) -----------------------------------------------------------
 
+class Gap(Exception):
+    """The ring no longer holds the changes a reader needs and the snapshot does not close the hole."""
+
+
+class Follower:
+    """A reader's copy of the board, kept current from blf:seq and the change ring.
+
+    follow() is given the blf:seq value just read; it fetches only the new change records (one
+    get_many) and applies them. It reads the snapshot instead when it must: first call, a new epoch
+    (daemon restarted), a hole in the ring (overrun, memcached restarted), or a record saying full.
+    """
+
+    def __init__(self, ring: int = RING):
+        self.ring = ring
+        self.epoch: Optional[str] = None
+        self.seq = 0
+        self.version: Optional[int] = None
+        self.extensions: Dict[str, dict] = {}
+        self.groups: List[str] = []
+        self.resyncs = 0            # snapshots read (for tests and the benchmark)
+        self._asked: Optional[Tuple[str, int]] = None
+
+    def follow(self, mc, raw) -> Optional[Tuple[Dict[str, dict], List[str], bool]]:
+        """(changed {exten: record}, removed [exten], regrouped) or None when nothing is new.
+        Raises Gap after asking the daemon for a fresh snapshot (it comes within a heartbeat)."""
+        head = parse_seq(raw)
+        if head is None:
+            return None
+        epoch, seq, version = head
+        if epoch == self.epoch and seq == self.seq:
+            return None
+        if epoch == self.epoch and self.seq < seq < self.seq + self.ring:
+            deltas = self._deltas(mc, epoch, self.seq + 1, seq)
+            if deltas is not None and not any(d["full"] for d in deltas):
+                changed: Dict[str, dict] = {}
+                removed: List[str] = []
+                self._apply(deltas, changed, removed)
+                self.seq, self.version = seq, version
+                return changed, removed, False
+        return self._resync(mc, epoch, seq)
+
+    def _deltas(self, mc, epoch: str, first: int, last: int) -> Optional[List[dict]]:
+        if last < first:
+            return []
+        if last - first >= self.ring:
+            return None
+        keys = [delta_key(i, self.ring) for i in range(first, last + 1)]
+        got = mc.get_many(keys)
+        out = []
+        for i, k in zip(range(first, last + 1), keys, strict=True):
+            raw = got.get(k)
+            d = json.loads(raw) if raw is not None else None
+            if not d or d.get("epoch") != epoch or d.get("seq") != i:
+                return None         # missing, or overwritten by a later turn of the ring
+            out.append(d)
+        return out
+
+    def _apply(self, deltas: List[dict], changed: Dict[str, dict], removed: List[str]) -> None:
+        for d in deltas:
+            for x in d["removed"]:
+                changed.pop(x, None)
+                self.extensions.pop(x, None)
+                if x not in removed:
+                    removed.append(x)
+            for r in d["changed"]:
+                x = r["exten"]
+                self.extensions[x] = changed[x] = r
+                if x in removed:
+                    removed.remove(x)
+            self.version = d["version"]
+
+    def _resync(self, mc, epoch: str, seq: int):
+        raw = mc.get(SNAPSHOT)
+        snap: Any = json.loads(raw) if raw is not None else None
+        deltas = None
+        if snap and snap.get("epoch") == epoch:
+            deltas = self._deltas(mc, epoch, snap["seq"] + 1, seq)
+        if deltas is None or any(d["full"] for d in deltas):
+            if self._asked != (epoch, seq):
+                mc.set(RESYNC, f"{epoch} {seq}".encode(), noreply=False)
+                self._asked = (epoch, seq)
+            raise Gap(f"changes up to {epoch} {seq} are no longer in memcached")
+        new = {e["exten"]: e for e in snap["extensions"]}
+        changed = {x: e for x, e in new.items() if self.extensions.get(x) != e}
+        removed = [x for x in self.extensions if x not in new]
+        regrouped = self.groups != snap.get("groups", [])
+        self.extensions, self.groups = new, snap.get("groups", [])
+        self.version = snap.get("version")
+        self._apply(deltas, changed, removed)
+        self.epoch, self.seq = epoch, max(seq, snap["seq"])
+        self.resyncs += 1
+        return changed, removed, regrouped
+
+
 def read_state(mc) -> dict:
-    """{version, meta, snapshot} as found in memcached (None where missing)."""
-    got = mc.get_many([VERSION, META])
-    out = {"version": got.get(VERSION), "meta": None, "snapshot": None}
+    """{version, meta, snapshot} as found in memcached (None where missing); the snapshot brought up
+    to date with the change ring."""
+    got = mc.get_many([SEQ, META])
+    out: Dict[str, Any] = {"version": None, "meta": None, "snapshot": None}
     if got.get(META):
         out["meta"] = json.loads(got[META])
-    snap = mc.get(SNAPSHOT)
-    if snap:
-        out["snapshot"] = json.loads(snap)
+    f = Follower()
+    try:
+        f.follow(mc, got.get(SEQ))
+    except Gap:
+        return out
+    if f.epoch is not None:
+        out["version"] = str(f.version).encode()
+        out["snapshot"] = {"epoch": f.epoch, "seq": f.seq, "version": f.version, "groups": f.groups,
+                           "extensions": sorted(f.extensions.values(), key=lambda e: _sort_key(e["exten"]))}
     return out
+
+
+def _sort_key(exten: str):
+    return (0, int(exten), exten) if exten.isdigit() else (1, 0, exten)
 
 
 def stale_reason(meta: Optional[dict], stale_seconds: float, now: Optional[float] = None) -> str:

@@ -1,8 +1,11 @@
 """The web process's single reader of the BLF cache, shared by every viewer.
 
-One thread polls memcached ([blf] poll_ms) for blf:version and blf:meta; on a new version it reads
-the snapshot once, works out which extensions changed and wakes the Server-Sent Events streams. So
-viewers cost memcached nothing: 100 open pages = one poller, not 100.
+One thread polls memcached ([blf] poll_ms) for blf:seq and blf:meta (two small keys); on a new SEQ it
+fetches only the new change records (cache.Follower) into ONE in-memory copy of the board. Each
+change is encoded once as a Server-Sent Events message and every stream writes the same bytes: a
+change costs the web process the same with 10 or 2 000 extensions, and viewers add only their
+socket writes. A hole the ring cannot fill (daemon restarted, memcached restarted, ring overrun)
+re-reads the snapshot and sends viewers the difference, so no page needs a reload to be right.
 """
 from __future__ import annotations
 
@@ -13,7 +16,9 @@ import time
 from collections import deque
 from typing import Deque, Dict, List, Optional, Tuple
 
-from .cache import META, SNAPSHOT, VERSION, stale_reason
+from .cache import META, SEQ, Follower, Gap, stale_reason
+
+HISTORY = 256       # messages kept for streams that fall behind; further behind: a full snapshot
 
 
 class Hub:
@@ -25,16 +30,21 @@ class Hub:
         self.stale_seconds = b["stale_seconds"]
         self.cond = threading.Condition()
         self.seq = 0                      # bumped on every change a viewer must hear about
-        self.version: Optional[bytes] = None
-        self.extensions: Dict[str, dict] = {}
-        self.groups: List[str] = []
+        self.follower = Follower()
         self.meta: Optional[dict] = None
         self.stale = "nodaemon"
-        self.history: Deque[Tuple[int, Dict[str, dict], List[str]]] = deque(maxlen=256)
+        self.behind_since: Optional[float] = None
+        # (seq, SSE bytes, full?) per published message, encoded once for every viewer
+        self.history: Deque[Tuple[int, bytes, bool]] = deque(maxlen=HISTORY)
+        self._sorted: Tuple[int, List[dict]] = (-1, [])
         self.viewers = 0
         self.cache_ok = True
         self._thread: Optional[threading.Thread] = None
         self._started = threading.Lock()
+
+    @property
+    def extensions(self) -> Dict[str, dict]:
+        return self.follower.extensions
 
     def ensure_started(self) -> None:
         with self._started:
@@ -64,38 +74,49 @@ class Hub:
             time.sleep(self.poll)
 
     def _poll_once(self, mc) -> None:
-        got = mc.get_many([VERSION, META])
+        got = mc.get_many([SEQ, META])
         meta = json.loads(got[META]) if got.get(META) else None
-        version = got.get(VERSION)
-        changed: Dict[str, dict] = {}
-        removed: List[str] = []
-        if version is not None and version != self.version:
-            raw = mc.get(SNAPSHOT)
-            if raw is not None:
-                snap = json.loads(raw)
-                new = {e["exten"]: e for e in snap["extensions"]}
-                changed = {x: e for x, e in new.items() if self.extensions.get(x) != e}
-                removed = [x for x in self.extensions if x not in new]
-                with self.cond:
-                    self.extensions, self.groups, self.version = new, snap.get("groups", []), version
-        elif version is None and self.extensions:
-            # memcached restarted and the daemon has not rewritten it yet: keep showing what we had,
-            # flagged stale below by the missing heartbeat
-            pass
+        f = self.follower
+        update = None
+        try:
+            with self.cond:         # viewers read the follower's dict: change it under the lock
+                update = f.follow(mc, got.get(SEQ))
+            self.behind_since = None
+        except Gap as e:
+            # the daemon was asked for a fresh snapshot; meanwhile the last state stays shown
+            if self.behind_since is None:
+                self.log.info("BLF: %s; asked the daemon for a fresh snapshot", e)
+                self.behind_since = time.monotonic()
         self.meta = meta
         stale = stale_reason(meta, self.stale_seconds)
-        if meta is None and version is None and self.version is not None:
+        if got.get(SEQ) is None and f.epoch is not None:
             stale = "cache"      # memcached restarted empty: the daemon has not rewritten it yet
-        self._publish(changed, removed, stale)
+        elif self.behind_since is not None and time.monotonic() - self.behind_since > self.stale_seconds:
+            stale = "cache"
+        if update is None:
+            self._publish({}, [], stale)
+        else:
+            changed, removed, regrouped = update
+            self._publish(changed, removed, stale, full=regrouped)
 
-    def _publish(self, changed: Dict[str, dict], removed: List[str], stale: str) -> None:
+    def _publish(self, changed: Dict[str, dict], removed: List[str], stale: str, full: bool = False) -> None:
         with self.cond:
-            if not changed and not removed and stale == self.stale and self.seq > 0:
+            if not changed and not removed and not full and stale == self.stale and self.seq > 0:
                 return
             self.stale = stale
             self.seq += 1
-            self.history.append((self.seq, changed, removed))
+            if full:
+                # new groups: pages rebuild their sections from a whole snapshot
+                data = self._full_locked()
+            else:
+                data = _event("update", {"full": False, "seq": self.seq, "stale": stale, "ami": self._ami(),
+                                         "now": time.time(), "changed": list(changed.values()),
+                                         "removed": removed})
+            self.history.append((self.seq, data, full))
             self.cond.notify_all()
+
+    def _ami(self):
+        return (self.meta or {}).get("ami")
 
     # ---- for the views ----
     def state(self) -> dict:
@@ -103,36 +124,41 @@ class Hub:
             return self._state_locked()
 
     def _state_locked(self) -> dict:
-        exts = sorted(self.extensions.values(), key=lambda e: (0, int(e["exten"])) if e["exten"].isdigit()
-                      else (1, e["exten"]))
-        return {"seq": self.seq, "version": self.version.decode() if self.version else None,
-                "stale": self.stale, "ami": (self.meta or {}).get("ami"), "now": time.time(),
-                "groups": self.groups, "extensions": exts}
+        if self._sorted[0] != self.seq:
+            exts = sorted(self.follower.extensions.values(),
+                          key=lambda e: (0, int(e["exten"]), "") if e["exten"].isdigit() else (1, 0, e["exten"]))
+            self._sorted = (self.seq, exts)
+        v = self.follower.version
+        return {"seq": self.seq, "version": str(v) if v is not None else None,
+                "stale": self.stale, "ami": self._ami(), "now": time.time(),
+                "groups": self.follower.groups, "extensions": self._sorted[1]}
 
-    def wait(self, seq: int, timeout: float) -> Tuple[int, Optional[dict]]:
-        """Block until something newer than SEQ; returns (new seq, message) or (seq, None) on timeout.
-        The message is a delta when the history still covers SEQ, else a full state."""
+    def _full_locked(self, retry: bool = False) -> bytes:
+        return _event("snapshot", dict(self._state_locked(), full=True), retry=retry)
+
+    def first(self) -> Tuple[int, bytes]:
+        """A new stream's opening message: (seq, the whole state as an SSE snapshot event)."""
+        with self.cond:
+            return self.seq, self._full_locked(retry=True)
+
+    def wait(self, seq: int, timeout: float) -> Tuple[int, Optional[bytes]]:
+        """Block until something newer than SEQ; returns (new seq, SSE bytes) or (seq, None) on timeout.
+        The bytes are the messages since SEQ as encoded once for all viewers, or a full snapshot when
+        the history no longer reaches back that far."""
         with self.cond:
             self.cond.wait_for(lambda: self.seq != seq, timeout=timeout)
             if self.seq == seq:
                 return seq, None
             oldest = self.history[0][0] if self.history else self.seq + 1
             if seq + 1 < oldest:
-                return self.seq, dict(self._state_locked(), full=True)
-            changed: Dict[str, dict] = {}
-            removed: List[str] = []
-            for s, ch, rm in self.history:
+                return self.seq, self._full_locked()
+            parts: List[bytes] = []
+            for s, data, full in self.history:
                 if s > seq:
-                    for x in rm:
-                        changed.pop(x, None)
-                        removed.append(x)
-                    for x, e in ch.items():
-                        changed[x] = e
-                        if x in removed:
-                            removed.remove(x)
-            return self.seq, {"full": False, "seq": self.seq, "stale": self.stale,
-                              "ami": (self.meta or {}).get("ami"), "now": time.time(),
-                              "changed": list(changed.values()), "removed": removed}
+                    if full:
+                        parts = []      # a snapshot replaces whatever came before it
+                    parts.append(data)
+            return self.seq, b"".join(parts)
 
     def enter(self, limit: int) -> bool:
         with self.cond:
@@ -144,3 +170,9 @@ class Hub:
     def leave(self) -> None:
         with self.cond:
             self.viewers -= 1
+
+
+def _event(name: str, data: dict, retry: bool = False) -> bytes:
+    head = "retry: 2000\n" if retry else ""
+    return (f"{head}event: {name}\ndata: " + json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+            + "\n\n").encode("utf-8")

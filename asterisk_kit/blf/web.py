@@ -1,9 +1,9 @@
 """The BLF page `/blf`, its JSON `/blf.json` and its live stream `/blf/events` (Server-Sent Events).
 
-All three read the Hub (one memcached poller per web process), never AMI. Login is required unless
-the viewer's address is in [blf] anonymous_networks (wall screens). Each SSE stream holds one server
-thread while open: the number of streams is capped ([blf] max_viewers, beyond that 503 and the
-browser retries), every stream ends after STREAM_SECONDS (the browser reconnects at once and the
+All three read the Hub (one memcached poller and one in-memory board per web process), never AMI.
+Login is required unless the viewer's address is in [blf] anonymous_networks (wall screens). Each
+SSE stream holds one server thread while open: the number of streams is capped ([blf] max_viewers,
+beyond that 503 and the browser retries), every stream ends after STREAM_SECONDS (the browser reconnects at once and the
 login is checked again), and a comment line every KEEPALIVE seconds finds dead viewers.
 """
 from __future__ import annotations
@@ -131,24 +131,15 @@ def register(web) -> None:
 def _stream(hub: Hub):
     import time
     try:
-        st = hub.state()
-        seq = st["seq"]
-        yield _event("snapshot", dict(st, full=True), retry=True)
+        seq, first = hub.first()
+        yield first
         end = time.monotonic() + STREAM_SECONDS
         while time.monotonic() < end:
-            seq, msg = hub.wait(seq, KEEPALIVE)
-            if msg is None:
-                yield b": keepalive\n\n"
-            else:
-                yield _event("snapshot" if msg["full"] else "update", msg)
+            # the same bytes for every viewer: encoded once by the hub, not per stream
+            seq, data = hub.wait(seq, KEEPALIVE)
+            yield data if data is not None else b": keepalive\n\n"
     finally:
         hub.leave()
-
-
-def _event(name: str, data: dict, retry: bool = False) -> bytes:
-    head = "retry: 2000\n" if retry else ""
-    return (f"{head}event: {name}\ndata: " + json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-            + "\n\n").encode("utf-8")
 
 
 def _grouped(st: dict, other: str):
