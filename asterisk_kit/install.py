@@ -2,28 +2,28 @@
 
 Idempotent: every file is compared with what it should be and written (atomically) only when it
 differs; the #include line is added once. `--dry-run` shows what would change and touches nothing.
-The dialplan templates in dialplan/*.conf.j2 are rendered into ONE file, extensions_asterisk_kit.conf,
-included from extensions_custom.conf (FreePBX keeps that file for local additions) or, on a plain
-Asterisk, from extensions.conf.
+The dialplan templates each configured capability declares (dialplan/*.conf.j2) are rendered into
+ONE file, extensions_asterisk_kit.conf, included from extensions_custom.conf (FreePBX keeps that file
+for local additions) or, on a plain Asterisk, from extensions.conf. Init.d scripts and cron lines
+also come from the capabilities' descriptors, for the configured ones only.
 """
 from __future__ import annotations
 
 import difflib
 import os
-import re
 import shlex
 import sys
 import tempfile
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import List, Optional
 
 from . import config as config_mod
+from .capabilities import CORE_SERVICES, all_capabilities, configured
 from .resources import shipped
 
 DIALPLAN_FILE = "extensions_asterisk_kit.conf"
 INCLUDE_LINE = f"#include {DIALPLAN_FILE}"
 CRON_FILE = "asterisk-kit"
-_REQUIRES = re.compile(r"\{#-?\s*requires:\s*([a-z_ ,]+?)\s*-?#\}")
 
 
 def register(sub) -> None:
@@ -55,12 +55,18 @@ def _jinja_env(folder: Path):
                               keep_trailing_newline=True, autoescape=False)
 
 
+def _custom_config(cfg) -> Optional[Path]:
+    """The config path when it is not the default one (commands must then be told where it is)."""
+    if cfg.path and str(cfg.path) != config_mod.DEFAULT_PATH:
+        return Path(cfg.path).resolve()
+    return None
+
+
 def render_dialplan(cfg) -> str:
     folder = shipped("dialplan")
     env = _jinja_env(folder)
-    config_arg = ""
-    if cfg.path and str(cfg.path) != config_mod.DEFAULT_PATH:
-        config_arg = f"--config={Path(cfg.path).resolve()},"
+    custom = _custom_config(cfg)
+    config_arg = f"--config={custom}," if custom else ""
 
     def agi(handler: str, *args: str) -> str:
         # AGI(script,[--config=PATH,]handler,args...): commas separate AGI arguments.
@@ -68,52 +74,50 @@ def render_dialplan(cfg) -> str:
 
     parts = [f"; {DIALPLAN_FILE}: written by `asterisk-kit install` from the kit's dialplan templates.\n"
              f"; Do not edit: change {cfg.path} and run `asterisk-kit install` again.\n"]
-    for tpl in sorted(folder.glob("*.conf.j2")):
-        source = tpl.read_text(encoding="utf-8")
-        m = _REQUIRES.search(source)
-        needs = [s.strip() for s in m.group(1).split(",")] if m else []
-        if any(not cfg.has(n) for n in needs):
-            parts.append(f"; {tpl.name}: skipped, needs section(s) {', '.join('[' + n + ']' for n in needs)}\n")
-            continue
-        values = {name: cfg.get_section(name) for name in config_mod.SCHEMA if not config_mod.SCHEMA[name].multi}
-        parts.append(env.get_template(tpl.name).render(agi=agi, cfg=cfg, **values).rstrip() + "\n")
+    schema = config_mod.schema()
+    values = {name: cfg.get_section(name) for name in schema if not schema[name].multi}
+    active = {c.name for c in configured(cfg)}
+    for cap in all_capabilities():
+        for tpl in cap.dialplan:
+            if cap.name not in active:
+                parts.append(f"; {tpl}: skipped, needs section [{cap.name}]\n")
+                continue
+            parts.append(env.get_template(tpl).render(agi=agi, cfg=cfg, **values).rstrip() + "\n")
     return "\n".join(parts)
 
 
 def cron_jobs(cfg) -> List[dict]:
-    """Scheduled jobs for the configured capabilities (each capability adds its line here)."""
+    """Scheduled jobs of the configured capabilities, as their descriptors declare them."""
     jobs = []
-    if cfg.has("dialer"):
-        jobs.append({"comment": "autodialer: start today's run when its time has come",
-                     "schedule": "* * * * *", "user": "root", "args": "dialer tick"})
-    if cfg.instances("beeline"):
-        jobs.append({"comment": "Beeline recordings -> customers' FTP/SFTP (each customer locked on its own)",
-                     "schedule": "*/15 * * * *", "user": "root", "args": "beeline sync"})
-    if cfg.has("comagic"):  # hourly: loads yesterday once it is over, and resumes a run that stopped early
-        jobs.append({"comment": "CoMagic calls -> warehouse, day by day up to yesterday",
-                     "schedule": "40 * * * *", "user": "root", "args": "comagic export"})
-    if cfg.has("nimbox"):
-        n = cfg["nimbox"]
-        if n["cron_incremental"]:
-            jobs.append({"comment": "NiMbox: outbox and the CDR of the last hours", "schedule": n["cron_incremental"],
-                         "user": "root", "args": "nimbox sync"})
-        if n["cron_full"]:
-            jobs.append({"comment": "NiMbox: outbox and the CDR of the last days", "schedule": n["cron_full"],
-                         "user": "root", "args": "nimbox sync --full"})
+    for cap in configured(cfg):
+        for job in cap.cron:
+            schedule = cfg.get(cap.name, job.schedule_key) if job.schedule_key else job.schedule
+            if schedule:    # a schedule key set to off/empty: no job
+                jobs.append({"comment": job.comment, "schedule": schedule, "user": job.user, "args": job.args})
     return jobs
 
 
 def render_cron(cfg) -> str:
     env = _jinja_env(shipped("templates"))
     cmd = kit_command()
-    if cfg.path and str(cfg.path) != config_mod.DEFAULT_PATH:
-        cmd += " --config " + shlex.quote(str(Path(cfg.path).resolve()))
+    custom = _custom_config(cfg)
+    if custom:
+        cmd += " --config " + shlex.quote(str(custom))
     return env.get_template("cron.d.j2").render(jobs=cron_jobs(cfg), command=cmd, config_path=cfg.path) + "\n"
 
 
-def render_initd(name: str) -> str:
+def services(cfg) -> List[str]:
+    """Init.d scripts to install: the core's (web) and those of the configured capabilities."""
+    return list(CORE_SERVICES) + [s for c in configured(cfg) for s in c.services]
+
+
+def render_initd(name: str, cfg=None) -> str:
     text = (shipped("init.d") / name).read_text(encoding="utf-8")
-    return text.replace("@ASTERISK_KIT@", kit_command())
+    text = text.replace("@ASTERISK_KIT@", kit_command())
+    custom = _custom_config(cfg) if cfg is not None else None
+    if custom:   # the default CONFIG= line of the script; /etc/default/NAME can still override it
+        text = text.replace(f"\nCONFIG={config_mod.DEFAULT_PATH}\n", f"\nCONFIG={shlex.quote(str(custom))}\n")
+    return text
 
 
 # ---- applying ----------------------------------------------------------------------------------
@@ -195,9 +199,8 @@ def plan_install(cfg, etc: Path, initd_dir: Optional[Path], cron_dir: Optional[P
     plan.file(etc / DIALPLAN_FILE, render_dialplan(cfg), 0o644)
     plan.include(target, INCLUDE_LINE)
     if initd_dir is not None:
-        for script in sorted(shipped("init.d").iterdir()):
-            if script.is_file() and not script.name.startswith(("_", ".")) and script.suffix not in (".py", ".pyc", ".service"):
-                plan.file(initd_dir / script.name, render_initd(script.name), 0o755)
+        for name in services(cfg):
+            plan.file(initd_dir / name, render_initd(name, cfg), 0o755)
     if cron_dir is not None:
         plan.file(cron_dir / CRON_FILE, render_cron(cfg), 0o644)
     return plan
@@ -229,4 +232,9 @@ def run(ctx) -> int:
             return 1
     elif plan.changes and not args.dry_run:
         print("run `asterisk -rx 'dialplan reload'` (or `fwconsole reload` on FreePBX) to load the dialplan")
+    if not args.no_initd and not args.dry_run:
+        names = services(cfg)
+        print("start the services at boot: " + "; ".join(f"update-rc.d {n} defaults" for n in names)
+              + " (on systemd: systemctl enable " + " ".join(names) + "), then start them: "
+              + "; ".join(f"{Path(args.initd_dir) / n} start" for n in names))
     return 0

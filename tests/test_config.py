@@ -77,15 +77,51 @@ def test_not_an_ini_file():
     assert "not a valid ini file" in p
 
 
-def test_example_is_valid_and_complete():
+def uncomment(example, header):
+    """The example with section HEADER uncommented the way the file tells an admin to: one `#`
+    off every line of the section (its help lines stay comments)."""
+    out, inside = [], False
+    for line in example.splitlines():
+        if line.startswith("#["):
+            inside = line[1:] == header
+        elif not line.startswith("#") or line.startswith("# "):
+            inside = False
+        out.append(line[1:] if inside and line.startswith("#") else line)
+    return "\n".join(out) + "\n"
+
+
+def test_example_has_only_asterisk_active_and_every_section_documented():
     text = config.example_text()
     cfg = parse(text)
+    assert cfg.sections() == ["asterisk"]
+    active = [l for l in text.splitlines() if l.startswith("[")]
+    assert active == ["[asterisk]"]
     for name, sec in config.SCHEMA.items():
-        if sec.example and not sec.multi:
-            assert f"[{name}]" in text
-            for key in sec.keys:
-                assert f"\n{key} = " in text, (name, key)
-    assert cfg.has("asterisk")
+        header = f"[{name}:main]" if sec.multi else f"[{name}]"
+        if name != "asterisk":
+            assert f"\n#{header}\n" in text, name
+        assert f"# {header} {sec.help}\n" in text, name       # one line on what it does
+        for key in sec.keys:
+            assert f"\n{'' if sec.required else '#'}{key} = " in text, (name, key)
+
+
+@pytest.mark.parametrize("name", list(config.SCHEMA))
+def test_uncommenting_any_example_section_gives_a_valid_config(name):
+    sec = config.SCHEMA[name]
+    header = f"[{name}:main]" if sec.multi else f"[{name}]"
+    text = uncomment(config.example_text(), header)
+    assert f"\n{header}\n" in text
+    cfg = parse(text)
+    assert cfg.has(f"{name}:main" if sec.multi else name)
+    assert set(cfg.get_section(f"{name}:main" if sec.multi else name)) == set(sec.keys)
+
+
+def test_uncommenting_every_example_section_at_once_is_valid():
+    text = config.example_text()
+    for name, sec in config.SCHEMA.items():
+        text = uncomment(text, f"[{name}:main]" if sec.multi else f"[{name}]")
+    cfg = parse(text)
+    assert len(cfg.sections()) == len(config.SCHEMA)
 
 
 def run_cli(*args, env=None):

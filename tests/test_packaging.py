@@ -41,7 +41,7 @@ def test_cli_agi_and_daemon_paths_do_not_import_heavy_libraries():
 import sys, importlib
 from asterisk_kit import cli, agi
 cli.build_parser()
-for target in agi.HANDLERS.values():
+for target in agi.handlers().values():
     importlib.import_module(target.split(':')[0])
 for mod in ('asterisk_kit.blf.daemon', 'asterisk_kit.web.app'):
     try:
