@@ -32,6 +32,8 @@ def register(sub) -> None:
     p.add_argument("--asterisk-etc", metavar="DIR", help="Asterisk config dir (default: [asterisk] etc_dir)")
     p.add_argument("--initd-dir", metavar="DIR", default="/etc/init.d", help="default: %(default)s")
     p.add_argument("--cron-dir", metavar="DIR", default="/etc/cron.d", help="default: %(default)s")
+    p.add_argument("--systemd-dir", metavar="DIR",
+                   help="also write the services' systemd units there (e.g. /etc/systemd/system)")
     p.add_argument("--no-initd", action="store_true", help="skip the init.d scripts")
     p.add_argument("--no-cron", action="store_true", help="skip the cron file")
     p.add_argument("--reload", action="store_true", help="ask Asterisk (through AMI) to reload the dialplan")
@@ -120,6 +122,16 @@ def render_initd(name: str, cfg=None) -> str:
     return text
 
 
+def render_unit(name: str, cfg=None) -> str:
+    """The systemd unit NAME.service with this installation's command and config path."""
+    text = (shipped("init.d") / f"{name}.service").read_text(encoding="utf-8")
+    text = text.replace("ExecStart=/usr/local/bin/asterisk-kit ", f"ExecStart={kit_command()} ")
+    custom = _custom_config(cfg) if cfg is not None else None
+    if custom:
+        text = text.replace(f" --config {config_mod.DEFAULT_PATH} ", f" --config {shlex.quote(str(custom))} ")
+    return text
+
+
 # ---- applying ----------------------------------------------------------------------------------
 
 class Plan:
@@ -191,7 +203,8 @@ def include_target(etc: Path) -> Path:
                             f"is this the Asterisk config dir? (use --asterisk-etc)")
 
 
-def plan_install(cfg, etc: Path, initd_dir: Optional[Path], cron_dir: Optional[Path], dry_run: bool) -> Plan:
+def plan_install(cfg, etc: Path, initd_dir: Optional[Path], cron_dir: Optional[Path], dry_run: bool,
+                 systemd_dir: Optional[Path] = None) -> Plan:
     plan = Plan(dry_run)
     if not etc.is_dir():
         raise FileNotFoundError(f"Asterisk config dir {etc} does not exist (set [asterisk] etc_dir or --asterisk-etc)")
@@ -201,6 +214,9 @@ def plan_install(cfg, etc: Path, initd_dir: Optional[Path], cron_dir: Optional[P
     if initd_dir is not None:
         for name in services(cfg):
             plan.file(initd_dir / name, render_initd(name, cfg), 0o755)
+    if systemd_dir is not None:
+        for name in services(cfg):
+            plan.file(systemd_dir / f"{name}.service", render_unit(name, cfg), 0o644)
     if cron_dir is not None:
         plan.file(cron_dir / CRON_FILE, render_cron(cfg), 0o644)
     return plan
@@ -212,7 +228,8 @@ def run(ctx) -> int:
     etc = Path(args.asterisk_etc) if args.asterisk_etc else Path(cfg["asterisk"]["etc_dir"])
     try:
         plan = plan_install(cfg, etc, None if args.no_initd else Path(args.initd_dir),
-                            None if args.no_cron else Path(args.cron_dir), args.dry_run)
+                            None if args.no_cron else Path(args.cron_dir), args.dry_run,
+                            Path(args.systemd_dir) if args.systemd_dir else None)
     except (FileNotFoundError, PermissionError) as e:
         print(f"asterisk-kit install: {e}", file=sys.stderr)
         return 1
@@ -232,9 +249,18 @@ def run(ctx) -> int:
             return 1
     elif plan.changes and not args.dry_run:
         print("run `asterisk -rx 'dialplan reload'` (or `fwconsole reload` on FreePBX) to load the dialplan")
-    if not args.no_initd and not args.dry_run:
-        names = services(cfg)
-        print("start the services at boot: " + "; ".join(f"update-rc.d {n} defaults" for n in names)
-              + " (on systemd: systemctl enable " + " ".join(names) + "), then start them: "
-              + "; ".join(f"{Path(args.initd_dir) / n} start" for n in names))
+    if not args.dry_run:
+        print(enable_hint(cfg, None if args.no_initd else Path(args.initd_dir), args.systemd_dir))
     return 0
+
+
+def enable_hint(cfg, initd_dir: Optional[Path], systemd_dir: Optional[str]) -> str:
+    """How to have the services started at boot (install never enables or starts them itself)."""
+    names = " ".join(services(cfg))
+    if systemd_dir:
+        return f"services: enable and start them with `systemctl daemon-reload && systemctl enable --now {names}`"
+    if initd_dir is None:
+        return "services: no init.d scripts installed (--no-initd)"
+    starts = "; ".join(f"{initd_dir / n} start" for n in services(cfg))
+    return (f"services: enable them at boot with `for s in {names}; do update-rc.d $s defaults; done` "
+            f"(on systemd: `systemctl enable {names}`), then start them: {starts}")
