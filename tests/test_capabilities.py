@@ -137,9 +137,9 @@ def test_doctor_fails_the_local_comagic_destination_without_the_analytics_extra(
             f"sys.exit(main(['--config', {str(cfgp)!r}, 'doctor']))\n")
     r = subprocess.run([sys.executable, "-c", code.format(block="sys.modules['duckdb'] = None\n")],
                        capture_output=True, text=True, timeout=120)
-    (line,) = [l for l in r.stdout.splitlines() if "comagic destination" in l]
+    (line,) = [x for x in r.stdout.splitlines() if "comagic destination" in x]
     assert line.startswith("FAILED  comagic destination: local DuckDB"), line
     assert "pip install 'asterisk-kit[analytics]'" in line
     r = subprocess.run([sys.executable, "-c", code.format(block="")], capture_output=True, text=True, timeout=120)
-    (line,) = [l for l in r.stdout.splitlines() if "comagic destination" in l]
+    (line,) = [x for x in r.stdout.splitlines() if "comagic destination" in x]
     assert line == f"ok      comagic destination: local DuckDB {tmp_path}/data/comagic.duckdb", line

@@ -94,7 +94,7 @@ def test_example_has_only_asterisk_active_and_every_section_documented():
     text = config.example_text()
     cfg = parse(text)
     assert cfg.sections() == ["asterisk"]
-    active = [l for l in text.splitlines() if l.startswith("[")]
+    active = [x for x in text.splitlines() if x.startswith("[")]
     assert active == ["[asterisk]"]
     for name, sec in config.SCHEMA.items():
         header = f"[{name}:main]" if sec.multi else f"[{name}]"
