@@ -143,3 +143,72 @@ def test_doctor_fails_the_local_comagic_destination_without_the_analytics_extra(
     r = subprocess.run([sys.executable, "-c", code.format(block="")], capture_output=True, text=True, timeout=120)
     (line,) = [x for x in r.stdout.splitlines() if "comagic destination" in x]
     assert line == f"ok      comagic destination: local DuckDB {tmp_path}/data/comagic.duckdb", line
+
+
+SIXTH = {
+    "__init__.py": '''"""Call statistics (a sixth capability, for the test)."""
+from asterisk_kit.capability import Capability, CronJob
+
+CAPABILITY = Capability(
+    name="callstats",
+    summary="Daily call statistics.",
+    settings="callstats.settings",
+    commands="callstats.cli",
+    agi_handlers={"callstats-mark": "callstats.agi:mark"},
+    doctor="callstats:doctor_checks",
+    cron=(CronJob("callstats report", "daily call statistics", schedule="5 0 * * *"),),
+    ami=True,
+)
+
+
+def doctor_checks(cfg):
+    yield "callstats", True, "to " + cfg["callstats"]["mail_to"]
+''',
+    "settings.py": '''from asterisk_kit.configtypes import Key, Section, nonempty
+
+SECTIONS = {"callstats": Section("Daily call statistics by mail.", {
+    "mail_to": Key(nonempty, None, "Who gets the report.", example="boss@example.com"),
+})}
+''',
+    "cli.py": '''def register(sub):
+    p = sub.add_parser("callstats", help="call statistics")
+    p.set_defaults(func=lambda ctx: print("report for", ctx.cfg["callstats"]["mail_to"]) or 0)
+''',
+    "agi.py": '''def mark(agi, cfg, args, log):
+    agi.marked = args
+''',
+}
+
+
+def test_a_sixth_capability_is_one_package_and_one_line(tmp_path):
+    """Everything the core offers reaches a new package listed in CAPABILITIES, nothing else edited."""
+    pkg = tmp_path / "callstats"
+    pkg.mkdir()
+    for name, text in SIXTH.items():
+        (pkg / name).write_text(text)
+    cfgp = tmp_path / "kit.ini"
+    cfgp.write_text(f"[general]\ndata_dir = {tmp_path}/data\n[log]\ndir = {tmp_path}/log\n"
+                    f"[asterisk]\nami_user = a\nami_secret = b\n[callstats]\nmail_to = x@example.com\n"
+                    f"ami_user = stats\nami_secret = s\n")
+    code = f"""
+import sys, types
+sys.path.insert(0, {str(tmp_path)!r})
+from asterisk_kit import capabilities
+capabilities.CAPABILITIES += ("callstats",)          # the one line
+from asterisk_kit import agi, config, doctor, install
+from asterisk_kit.cli import main
+cfg = config.load({str(cfgp)!r})
+assert cfg.ami_credentials("callstats") == ("stats", "s")
+assert "#[callstats]" in config.example_text()
+from asterisk_kit.configdoc import markdown
+assert "## `[callstats]`" in markdown()
+assert "5 0 * * * root" in install.render_cron(cfg) and "callstats report" in install.render_cron(cfg)
+fake = types.SimpleNamespace()
+agi.resolve("callstats-mark")(fake, cfg, ["1"], None)
+assert fake.marked == ["1"]
+assert ("callstats", True, "to x@example.com") in list(doctor.all_checks(cfg))
+sys.exit(main(["--config", {str(cfgp)!r}, "callstats"]))
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.strip().endswith("report for x@example.com")
