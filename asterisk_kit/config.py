@@ -19,7 +19,7 @@ import importlib
 import os
 import re
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from .configtypes import Invalid, Key, Section, text
 
@@ -206,7 +206,7 @@ def parse_sources(sources: Sequence[Tuple[Optional[Path], str]], path: Optional[
                   environ: Optional[Dict[str, str]] = None) -> Config:
     """Validate the ini texts of the main file and its drop-ins, merged in order (a later file's
     key wins). Every problem names the file it comes from."""
-    environ = os.environ if environ is None else environ
+    env_vars: Mapping[str, str] = os.environ if environ is None else environ
     raw: Dict[str, Dict[str, Tuple[str, str]]] = {}    # section -> key -> (value, file)
     section_file: Dict[str, str] = {}                  # section -> first file that has it
     problems: List[str] = []
@@ -258,8 +258,8 @@ def parse_sources(sources: Sequence[Tuple[Optional[Path], str]], path: Optional[
             env = env_name(name, key)
             value: Optional[str] = None
             origin = f"{sec_where}: [{name}] {key}"
-            if env in environ:
-                value = environ[env]
+            if env in env_vars:
+                value = env_vars[env]
                 origin = f"{sec_where}: [{name}] {key} (from environment {env})"
             elif sec_present and key in raw[name]:
                 value, where = raw[name][key]
