@@ -195,7 +195,7 @@ def test_errors_name_the_dropin_file(tmp_path):
 
 
 def test_dropin_completes_a_section_of_the_main_file(tmp_path):
-    """The secret can live in its own 0600 drop-in while the main file stays readable to the group."""
+    """The secret can live in its own drop-in (its own mode and owner)."""
     main = tmp_path / "kit.ini"
     main.write_text("[asterisk]\nami_user = kit\n")
     (tmp_path / "conf.d").mkdir()
