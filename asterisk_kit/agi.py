@@ -1,7 +1,8 @@
 """The kit's AGI entry: `asterisk-kit-agi [--config=PATH] HANDLER [ARG ...]`, run by Asterisk.
 
-Handlers register by name in HANDLERS ("module:function", imported only when called, so one
-handler's imports never slow another down). The core knows nothing of what they do. A handler is
+Handlers are declared by name in the capabilities' descriptors (`agi_handlers`, "module:function",
+imported only when called, so one handler's imports never slow another down). The core knows
+nothing of what they do. A handler is
 `fn(agi, cfg, args, log)`; whatever happens the script answers Asterisk and exits 0, and sets the
 channel variable ASTERISK_KIT_AGI_STATUS to OK or FAILED so the dialplan can see a failure.
 This path must stay light: no pandas, no google, no requests unless the handler needs it.
@@ -13,19 +14,20 @@ import io
 import sys
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-HANDLERS: Dict[str, str] = {
-    # name used in the dialplan -> "module:function"
-    "dialer-event": "asterisk_kit.dialer.agi:event",
-    "nimbox-call": "asterisk_kit.nimbox.hook:call",
-}
-
 STATUS_VAR = "ASTERISK_KIT_AGI_STATUS"
 
 
+def handlers() -> Dict[str, str]:
+    """name used in the dialplan -> "module:function", from the capabilities' descriptors."""
+    from .capabilities import agi_handlers
+    return agi_handlers()
+
+
 def resolve(name: str) -> Callable:
-    target = HANDLERS.get(name)
+    known = handlers()
+    target = known.get(name)
     if target is None:
-        raise LookupError(f"unknown AGI handler {name!r} (known: {', '.join(sorted(HANDLERS)) or 'none'})")
+        raise LookupError(f"unknown AGI handler {name!r} (known: {', '.join(sorted(known)) or 'none'})")
     mod, _, fn = target.partition(":")
     return getattr(importlib.import_module(mod), fn)
 

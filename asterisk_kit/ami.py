@@ -19,13 +19,9 @@ __all__ = ["AmiClient", "AmiError", "AmiActionError", "AmiAuthError", "AmiProtoc
 
 def ami_credentials(cfg, section: Optional[str] = None) -> Tuple[str, str]:
     """(user, secret) for a role: the section's own `ami_user`/`ami_secret` when it sets a user,
-    else [asterisk]'s, so one AMI user can serve everything or each role gets its least classes."""
-    if section and cfg.has(section):
-        s = cfg[section]
-        if s.get("ami_user"):
-            return s["ami_user"], s.get("ami_secret") or ""
-    a = cfg["asterisk"]
-    return a.get("ami_user") or "", a.get("ami_secret") or ""
+    else [asterisk]'s (Config.ami_credentials), so one AMI user can serve everything or each role
+    gets its least classes."""
+    return cfg.ami_credentials(section or "asterisk")
 
 
 class AmiClient:

@@ -1,6 +1,7 @@
 """`asterisk-kit` command line: global options, then one sub-command group per module.
 
-Each module in COMMAND_MODULES has `register(subparsers)` adding its commands, each command
+The core's modules are in COMMAND_MODULES, each capability's comes from its descriptor
+(`commands`). Each has `register(subparsers)` adding its commands, each command
 setting `func(ctx) -> int`. Modules must stay light at import time (pandas, google-cloud and other
 heavy libraries are imported inside the functions that need them).
 """
@@ -22,11 +23,6 @@ COMMAND_MODULES = (
     "asterisk_kit.install",
     "asterisk_kit.doctor",
     "asterisk_kit.web.cli",
-    "asterisk_kit.dialer.cli",
-    "asterisk_kit.comagic.cli",
-    "asterisk_kit.beeline.cli",
-    "asterisk_kit.blf.cli",
-    "asterisk_kit.nimbox.cli",
     "asterisk_kit.fastagi",
 )
 
@@ -62,7 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"asterisk-kit {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name in COMMAND_MODULES:
+    from .capabilities import all_capabilities
+    modules = list(COMMAND_MODULES) + [c.commands for c in all_capabilities() if c.commands]
+    for name in modules:
         importlib.import_module(name).register(sub)
     return p
 

@@ -1,7 +1,10 @@
 """`asterisk-kit config check | example`."""
 from __future__ import annotations
 
+import os
+import stat
 import sys
+from typing import List
 
 from .config import example_text
 
@@ -18,8 +21,29 @@ def register(sub) -> None:
 
 def check(ctx) -> int:
     cfg = ctx.cfg  # raises ConfigError, printed by main()
-    print(f"{cfg.path}: ok ({', '.join('[' + s + ']' for s in cfg.sections())})")
+    for line in readable_warnings(cfg):
+        print("warning: " + line, file=sys.stderr)
+    dropins = [str(p) for p in cfg.files if p != cfg.path]
+    print(f"{cfg.path}: ok ({', '.join('[' + s + ']' for s in cfg.sections())})"
+          + (f"; drop-ins: {', '.join(dropins)}" if dropins else ""))
     return 0
+
+
+def readable_warnings(cfg) -> List[str]:
+    """The main file, and every drop-in holding a secret, must not be readable by everyone."""
+    out = []
+    for p in cfg.files:
+        if p != cfg.path and p not in cfg.secret_files:
+            continue
+        try:
+            mode = os.stat(p).st_mode
+        except OSError:
+            continue
+        if mode & stat.S_IROTH:
+            what = "holds secrets" if p in cfg.secret_files else "is the main config file"
+            out.append(f"{p} {what} and is readable by every user (mode {stat.S_IMODE(mode):04o}): "
+                       f"chmod o-r {p} (e.g. 0640, group of [asterisk] run_user)")
+    return out
 
 
 def example(ctx) -> int:

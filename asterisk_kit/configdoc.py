@@ -1,10 +1,11 @@
-"""Markdown reference of every config section and key, generated from config.SCHEMA.
+"""Markdown reference of every config section and key, generated from config.schema()
+(the core's and the capabilities' settings modules).
 
 `python -m asterisk_kit.configdoc > docs/config.md`; a test keeps docs/config.md equal to it.
 """
 from __future__ import annotations
 
-from .config import SCHEMA, env_name
+from .config import env_name, schema
 
 
 def markdown() -> str:
@@ -15,7 +16,7 @@ def markdown() -> str:
            "environment as `ASTERISK_KIT_<SECTION>_<KEY>` (section and key upper-cased, other "
            "characters as `_`), which is the way to keep secrets out of the file.",
            "", "Generated from the code (`python -m asterisk_kit.configdoc`).", ""]
-    for name, sec in SCHEMA.items():
+    for name, sec in schema().items():
         title = f"[{name}:NAME]" if sec.multi else f"[{name}]"
         flags = "required section" if sec.required else "optional section"
         if sec.multi:

@@ -1,26 +1,16 @@
 """`asterisk-kit doctor`: try every configured integration and say, one line each, what works.
 
-Core checks live here; each capability contributes `doctor_checks(cfg)` (a generator of
-(name, ok, detail)) listed in CAPABILITY_CHECKS and run only when its section is configured.
+Core checks live here; each capability contributes a generator of (name, ok, detail) through its
+descriptor (`doctor`), run only when its section is configured.
 """
 from __future__ import annotations
 
-import importlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, List, Tuple
+from typing import Iterator, List, Tuple
 
 Check = Tuple[str, bool, str]
-
-# section name (or multi-section kind) -> "module:function"
-CAPABILITY_CHECKS = {
-    "beeline": "asterisk_kit.beeline:doctor_checks",
-    "comagic": "asterisk_kit.comagic:doctor_checks",
-    "dialer": "asterisk_kit.dialer:doctor_checks",
-    "blf": "asterisk_kit.blf:doctor_checks",
-    "nimbox": "asterisk_kit.nimbox:doctor_checks",
-}
 
 
 def register(sub) -> None:
@@ -108,13 +98,13 @@ def all_checks(cfg) -> Iterator[Check]:
         yield from check_memcached(cfg)
     from .web.server import doctor_checks as web_checks
     yield from web_checks(cfg)
-    for section, target in CAPABILITY_CHECKS.items():
-        if cfg.has(section) or cfg.instances(section):
-            mod, _, fn = target.partition(":")
+    from .capabilities import configured, resolve
+    for cap in configured(cfg):
+        if cap.doctor:
             try:
-                yield from getattr(importlib.import_module(mod), fn)(cfg)
+                yield from resolve(cap.doctor)(cfg)
             except Exception as e:  # a broken check must not hide the others
-                yield section, False, f"check crashed: {type(e).__name__}: {e}"
+                yield cap.name, False, f"check crashed: {type(e).__name__}: {e}"
 
 
 def run(ctx) -> int:

@@ -5,7 +5,7 @@ AGI(agi://127.0.0.1:4573/HANDLER,ARG...) instead of running asterisk-kit-agi.
 Written here rather than taken from panoramisk, whose FastAGI spins at 100 % CPU when a client
 disconnects before the blank line ending the AGI headers: here a connection that ends (or stalls
 HEADER_TIMEOUT seconds) before its headers are complete is simply closed. One thread per
-connection; handlers are the same functions as for classic AGI (asterisk_kit.agi.HANDLERS).
+connection; handlers are the same functions as for classic AGI (the descriptors' agi_handlers).
 """
 from __future__ import annotations
 
@@ -107,15 +107,25 @@ def make_server(cfg, host: str, port: int, log: logging.Logger) -> socketserver.
     return Server((host, port), Handler)
 
 
+def configured_address(cfg) -> str:
+    """HOST:PORT a configured capability's dialplan sends FastAGI requests to (its `fastagi_key`)."""
+    from .capabilities import configured
+    for cap in configured(cfg):
+        if cap.fastagi_key and cfg.get(cap.name, cap.fastagi_key):
+            return str(cfg.get(cap.name, cap.fastagi_key))
+    return ""
+
+
 def register(sub) -> None:
     p = sub.add_parser("fastagi", help="serve the kit's AGI handlers over FastAGI (agi://HOST:PORT/HANDLER)")
     p.add_argument("--listen", metavar="HOST:PORT",
-                   help="default: [nimbox] fastagi when set, else 127.0.0.1:4573 (Asterisk's FastAGI port)")
+                   help="default: the address a configured capability's dialplan uses (e.g. [nimbox] fastagi), "
+                        "else 127.0.0.1:4573 (Asterisk's FastAGI port)")
     p.set_defaults(func=run)
 
 
 def run(ctx) -> int:
-    listen = ctx.args.listen or ctx.cfg.get("nimbox", "fastagi") or "127.0.0.1:4573"
+    listen = ctx.args.listen or configured_address(ctx.cfg) or "127.0.0.1:4573"
     host, _, port = listen.rpartition(":")
     if not host or not port.isdigit():
         print("asterisk-kit: --listen expects HOST:PORT, e.g. 127.0.0.1:4573", file=sys.stderr)

@@ -2,28 +2,28 @@
 
 Idempotent: every file is compared with what it should be and written (atomically) only when it
 differs; the #include line is added once. `--dry-run` shows what would change and touches nothing.
-The dialplan templates in dialplan/*.conf.j2 are rendered into ONE file, extensions_asterisk_kit.conf,
-included from extensions_custom.conf (FreePBX keeps that file for local additions) or, on a plain
-Asterisk, from extensions.conf.
+The dialplan templates each configured capability declares (dialplan/*.conf.j2) are rendered into
+ONE file, extensions_asterisk_kit.conf, included from extensions_custom.conf (FreePBX keeps that file
+for local additions) or, on a plain Asterisk, from extensions.conf. Init.d scripts and cron lines
+also come from the capabilities' descriptors, for the configured ones only.
 """
 from __future__ import annotations
 
 import difflib
 import os
-import re
 import shlex
 import sys
 import tempfile
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import List, Optional
 
 from . import config as config_mod
+from .capabilities import CORE_SERVICES, all_capabilities, configured
 from .resources import shipped
 
 DIALPLAN_FILE = "extensions_asterisk_kit.conf"
 INCLUDE_LINE = f"#include {DIALPLAN_FILE}"
 CRON_FILE = "asterisk-kit"
-_REQUIRES = re.compile(r"\{#-?\s*requires:\s*([a-z_ ,]+?)\s*-?#\}")
 
 
 def register(sub) -> None:
@@ -32,6 +32,8 @@ def register(sub) -> None:
     p.add_argument("--asterisk-etc", metavar="DIR", help="Asterisk config dir (default: [asterisk] etc_dir)")
     p.add_argument("--initd-dir", metavar="DIR", default="/etc/init.d", help="default: %(default)s")
     p.add_argument("--cron-dir", metavar="DIR", default="/etc/cron.d", help="default: %(default)s")
+    p.add_argument("--systemd-dir", metavar="DIR",
+                   help="also write the services' systemd units there (e.g. /etc/systemd/system)")
     p.add_argument("--no-initd", action="store_true", help="skip the init.d scripts")
     p.add_argument("--no-cron", action="store_true", help="skip the cron file")
     p.add_argument("--reload", action="store_true", help="ask Asterisk (through AMI) to reload the dialplan")
@@ -55,12 +57,18 @@ def _jinja_env(folder: Path):
                               keep_trailing_newline=True, autoescape=False)
 
 
+def _custom_config(cfg) -> Optional[Path]:
+    """The config path when it is not the default one (commands must then be told where it is)."""
+    if cfg.path and str(cfg.path) != config_mod.DEFAULT_PATH:
+        return Path(cfg.path).resolve()
+    return None
+
+
 def render_dialplan(cfg) -> str:
     folder = shipped("dialplan")
     env = _jinja_env(folder)
-    config_arg = ""
-    if cfg.path and str(cfg.path) != config_mod.DEFAULT_PATH:
-        config_arg = f"--config={Path(cfg.path).resolve()},"
+    custom = _custom_config(cfg)
+    config_arg = f"--config={custom}," if custom else ""
 
     def agi(handler: str, *args: str) -> str:
         # AGI(script,[--config=PATH,]handler,args...): commas separate AGI arguments.
@@ -68,52 +76,60 @@ def render_dialplan(cfg) -> str:
 
     parts = [f"; {DIALPLAN_FILE}: written by `asterisk-kit install` from the kit's dialplan templates.\n"
              f"; Do not edit: change {cfg.path} and run `asterisk-kit install` again.\n"]
-    for tpl in sorted(folder.glob("*.conf.j2")):
-        source = tpl.read_text(encoding="utf-8")
-        m = _REQUIRES.search(source)
-        needs = [s.strip() for s in m.group(1).split(",")] if m else []
-        if any(not cfg.has(n) for n in needs):
-            parts.append(f"; {tpl.name}: skipped, needs section(s) {', '.join('[' + n + ']' for n in needs)}\n")
-            continue
-        values = {name: cfg.get_section(name) for name in config_mod.SCHEMA if not config_mod.SCHEMA[name].multi}
-        parts.append(env.get_template(tpl.name).render(agi=agi, cfg=cfg, **values).rstrip() + "\n")
+    schema = config_mod.schema()
+    values = {name: cfg.get_section(name) for name in schema if not schema[name].multi}
+    active = {c.name for c in configured(cfg)}
+    for cap in all_capabilities():
+        for tpl in cap.dialplan:
+            if cap.name not in active:
+                parts.append(f"; {tpl}: skipped, needs section [{cap.name}]\n")
+                continue
+            parts.append(env.get_template(tpl).render(agi=agi, cfg=cfg, **values).rstrip() + "\n")
     return "\n".join(parts)
 
 
 def cron_jobs(cfg) -> List[dict]:
-    """Scheduled jobs for the configured capabilities (each capability adds its line here)."""
+    """Scheduled jobs of the configured capabilities, as their descriptors declare them."""
     jobs = []
-    if cfg.has("dialer"):
-        jobs.append({"comment": "autodialer: start today's run when its time has come",
-                     "schedule": "* * * * *", "user": "root", "args": "dialer tick"})
-    if cfg.instances("beeline"):
-        jobs.append({"comment": "Beeline recordings -> customers' FTP/SFTP (each customer locked on its own)",
-                     "schedule": "*/15 * * * *", "user": "root", "args": "beeline sync"})
-    if cfg.has("comagic"):  # hourly: loads yesterday once it is over, and resumes a run that stopped early
-        jobs.append({"comment": "CoMagic calls -> warehouse, day by day up to yesterday",
-                     "schedule": "40 * * * *", "user": "root", "args": "comagic export"})
-    if cfg.has("nimbox"):
-        n = cfg["nimbox"]
-        if n["cron_incremental"]:
-            jobs.append({"comment": "NiMbox: outbox and the CDR of the last hours", "schedule": n["cron_incremental"],
-                         "user": "root", "args": "nimbox sync"})
-        if n["cron_full"]:
-            jobs.append({"comment": "NiMbox: outbox and the CDR of the last days", "schedule": n["cron_full"],
-                         "user": "root", "args": "nimbox sync --full"})
+    for cap in configured(cfg):
+        for job in cap.cron:
+            schedule = cfg.get(cap.name, job.schedule_key) if job.schedule_key else job.schedule
+            if schedule:    # a schedule key set to off/empty: no job
+                jobs.append({"comment": job.comment, "schedule": schedule, "user": job.user, "args": job.args})
     return jobs
 
 
 def render_cron(cfg) -> str:
     env = _jinja_env(shipped("templates"))
     cmd = kit_command()
-    if cfg.path and str(cfg.path) != config_mod.DEFAULT_PATH:
-        cmd += " --config " + shlex.quote(str(Path(cfg.path).resolve()))
+    custom = _custom_config(cfg)
+    if custom:
+        cmd += " --config " + shlex.quote(str(custom))
     return env.get_template("cron.d.j2").render(jobs=cron_jobs(cfg), command=cmd, config_path=cfg.path) + "\n"
 
 
-def render_initd(name: str) -> str:
+def services(cfg) -> List[str]:
+    """Init.d scripts to install: the core's (web) and those of the configured capabilities."""
+    return list(CORE_SERVICES) + [s for c in configured(cfg) for s in c.services]
+
+
+def render_initd(name: str, cfg=None) -> str:
     text = (shipped("init.d") / name).read_text(encoding="utf-8")
-    return text.replace("@ASTERISK_KIT@", kit_command())
+    text = text.replace("@ASTERISK_KIT@", kit_command())
+    custom = _custom_config(cfg) if cfg is not None else None
+    if custom:   # the default CONFIG= line of the script; /etc/default/NAME can still override it
+        text = text.replace(f"\nCONFIG={config_mod.DEFAULT_PATH}\n", f"\nCONFIG={shlex.quote(str(custom))}\n")
+    return text
+
+
+def render_unit(name: str, cfg=None) -> str:
+    """The systemd unit NAME.service with this installation's command and config path."""
+    text = (shipped("init.d") / f"{name}.service").read_text(encoding="utf-8")
+    text = text.replace("ExecStart=/usr/local/bin/asterisk-kit ", f"ExecStart={kit_command()} ")
+    custom = _custom_config(cfg) if cfg is not None else None
+    if custom:
+        text = text.replace(f" --config {config_mod.DEFAULT_PATH} ", f" --config {shlex.quote(str(custom))} ")
+    return text
 
 
 # ---- applying ----------------------------------------------------------------------------------
@@ -187,7 +203,8 @@ def include_target(etc: Path) -> Path:
                             f"is this the Asterisk config dir? (use --asterisk-etc)")
 
 
-def plan_install(cfg, etc: Path, initd_dir: Optional[Path], cron_dir: Optional[Path], dry_run: bool) -> Plan:
+def plan_install(cfg, etc: Path, initd_dir: Optional[Path], cron_dir: Optional[Path], dry_run: bool,
+                 systemd_dir: Optional[Path] = None) -> Plan:
     plan = Plan(dry_run)
     if not etc.is_dir():
         raise FileNotFoundError(f"Asterisk config dir {etc} does not exist (set [asterisk] etc_dir or --asterisk-etc)")
@@ -195,9 +212,11 @@ def plan_install(cfg, etc: Path, initd_dir: Optional[Path], cron_dir: Optional[P
     plan.file(etc / DIALPLAN_FILE, render_dialplan(cfg), 0o644)
     plan.include(target, INCLUDE_LINE)
     if initd_dir is not None:
-        for script in sorted(shipped("init.d").iterdir()):
-            if script.is_file() and not script.name.startswith(("_", ".")) and script.suffix not in (".py", ".pyc", ".service"):
-                plan.file(initd_dir / script.name, render_initd(script.name), 0o755)
+        for name in services(cfg):
+            plan.file(initd_dir / name, render_initd(name, cfg), 0o755)
+    if systemd_dir is not None:
+        for name in services(cfg):
+            plan.file(systemd_dir / f"{name}.service", render_unit(name, cfg), 0o644)
     if cron_dir is not None:
         plan.file(cron_dir / CRON_FILE, render_cron(cfg), 0o644)
     return plan
@@ -209,7 +228,8 @@ def run(ctx) -> int:
     etc = Path(args.asterisk_etc) if args.asterisk_etc else Path(cfg["asterisk"]["etc_dir"])
     try:
         plan = plan_install(cfg, etc, None if args.no_initd else Path(args.initd_dir),
-                            None if args.no_cron else Path(args.cron_dir), args.dry_run)
+                            None if args.no_cron else Path(args.cron_dir), args.dry_run,
+                            Path(args.systemd_dir) if args.systemd_dir else None)
     except (FileNotFoundError, PermissionError) as e:
         print(f"asterisk-kit install: {e}", file=sys.stderr)
         return 1
@@ -229,4 +249,18 @@ def run(ctx) -> int:
             return 1
     elif plan.changes and not args.dry_run:
         print("run `asterisk -rx 'dialplan reload'` (or `fwconsole reload` on FreePBX) to load the dialplan")
+    if not args.dry_run:
+        print(enable_hint(cfg, None if args.no_initd else Path(args.initd_dir), args.systemd_dir))
     return 0
+
+
+def enable_hint(cfg, initd_dir: Optional[Path], systemd_dir: Optional[str]) -> str:
+    """How to have the services started at boot (install never enables or starts them itself)."""
+    names = " ".join(services(cfg))
+    if systemd_dir:
+        return f"services: enable and start them with `systemctl daemon-reload && systemctl enable --now {names}`"
+    if initd_dir is None:
+        return "services: no init.d scripts installed (--no-initd)"
+    starts = "; ".join(f"{initd_dir / n} start" for n in services(cfg))
+    return (f"services: enable them at boot with `for s in {names}; do update-rc.d $s defaults; done` "
+            f"(on systemd: `systemctl enable {names}`), then start them: {starts}")

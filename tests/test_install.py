@@ -1,5 +1,7 @@
 """`asterisk-kit install` against a temp Asterisk etc dir, then against the real testbed."""
 import stat
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -99,3 +101,57 @@ def test_rendered_dialplan_loads_in_real_asterisk(tmp_path, asterisk):
     new_log = asterisk.messages()[before:]
     bad = [l for l in new_log.splitlines() if "WARNING[" in l or "ERROR[" in l]
     assert not bad, bad
+
+
+def test_services_follow_the_configured_capabilities_and_the_config_path(tmp_path, freepbx_etc):
+    """init.d scripts come from the descriptors: the FastAGI server only with [nimbox], the BLF
+    daemon only with [blf]; the scripts (and units) run the config install was given."""
+    initd, units = tmp_path / "init.d", tmp_path / "systemd"
+    base = f"[asterisk]\nami_user = x\nami_secret = y\netc_dir = {freepbx_etc}\n"
+    cfg = write_cfg(tmp_path, base)
+    r = kit(cfg, "install", "--initd-dir", str(initd), "--no-cron", check=True)
+    assert sorted(p.name for p in initd.iterdir()) == ["asterisk-kit-web"]
+    assert "update-rc.d $s defaults" in r.stdout and "systemctl enable asterisk-kit-web" in r.stdout
+    assert f"{initd}/asterisk-kit-web start" in r.stdout
+    assert f"\nCONFIG={cfg}\n" in (initd / "asterisk-kit-web").read_text()
+
+    cfg.write_text(cfg.read_text() + "[blf]\n[nimbox]\nurl = http://127.0.0.1:1\ntoken = t\n")
+    r = kit(cfg, "install", "--initd-dir", str(initd), "--systemd-dir", str(units), "--no-cron", check=True)
+    assert sorted(p.name for p in initd.iterdir()) == ["asterisk-kit-blf", "asterisk-kit-fastagi", "asterisk-kit-web"]
+    assert sorted(p.name for p in units.iterdir()) == [f"{n}.service" for n in sorted(p.name for p in initd.iterdir())]
+    assert ("systemctl daemon-reload && systemctl enable --now asterisk-kit-web asterisk-kit-blf asterisk-kit-fastagi"
+            in r.stdout)
+    for p in initd.iterdir():
+        text = p.read_text()
+        assert f"\nCONFIG={cfg}\n" in text and "@ASTERISK_KIT@" not in text
+    for p in units.iterdir():
+        (exec_start,) = [x for x in p.read_text().splitlines() if x.startswith("ExecStart=")]
+        assert exec_start.startswith(f"ExecStart={Path(sys.executable).parent / 'asterisk-kit'} --config {cfg} ")
+
+
+def test_default_config_path_leaves_the_scripts_default(tmp_path, freepbx_etc):
+    from asterisk_kit import config
+    from asterisk_kit.install import render_initd, render_unit
+    cfg = config.parse_text("[asterisk]\nami_user = x\nami_secret = y\n", Path(config.DEFAULT_PATH), {})
+    assert f"\nCONFIG={config.DEFAULT_PATH}\n" in render_initd("asterisk-kit-blf", cfg)
+    assert f" --config {config.DEFAULT_PATH} blf run" in render_unit("asterisk-kit-blf", cfg)
+
+
+def test_systemd_units_pass_systemd_analyze_verify(tmp_path, freepbx_etc):
+    """The shipped units, as install writes them, are valid for systemd (no warning at all)."""
+    import shutil
+    import subprocess
+    analyze = shutil.which("systemd-analyze")
+    assert analyze, "systemd-analyze missing: apt-get install systemd (scripts/install-system-deps.sh)"
+    units = tmp_path / "units"
+    cfg = write_cfg(tmp_path, f"[asterisk]\nami_user = x\nami_secret = y\netc_dir = {freepbx_etc}\n",
+                    "[blf]\n[nimbox]\nurl = http://127.0.0.1:1\ntoken = t\n")
+    kit(cfg, "install", "--no-initd", "--no-cron", "--systemd-dir", str(units), check=True)
+    files = sorted(units.glob("*.service"))
+    assert len(files) == 3
+    r = subprocess.run([analyze, "verify", *map(str, files)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and not r.stderr.strip() and not r.stdout.strip(), r.stdout + r.stderr
+    broken = units / "asterisk-kit-broken.service"
+    broken.write_text(files[0].read_text().replace("Restart=", "Restart=sometimes\nBogusKey=1\n#"))
+    r = subprocess.run([analyze, "verify", str(broken)], capture_output=True, text=True, timeout=120)
+    assert "BogusKey" in r.stderr, "the check would see a broken unit"

@@ -43,7 +43,7 @@ def test_cli_agi_and_daemon_paths_do_not_import_heavy_libraries():
 import sys, importlib
 from asterisk_kit import cli, agi
 cli.build_parser()
-for target in agi.HANDLERS.values():
+for target in agi.handlers().values():
     importlib.import_module(target.split(':')[0])
 for mod in ('asterisk_kit.blf.daemon', 'asterisk_kit.web.app'):
     try:
@@ -71,3 +71,33 @@ def test_nothing_outside_tests_imports_tests():
                     if "from tests" in line or "import tests" in line:
                         offenders.append(f"{path.relative_to(repo)}:{no}: {line.strip()}")
     assert not offenders, offenders
+
+
+def test_agi_path_of_one_handler_imports_no_other_capability_and_no_web_libraries(tmp_path):
+    """The classic AGI process loads the config (every capability's descriptor and settings, which
+    are cheap) and then ONE handler: nothing else of another capability, no jinja2, bottle,
+    requests, paramiko, pymysql, pymemcache, nor the analytics libraries."""
+    cfgp = tmp_path / "kit.ini"
+    cfgp.write_text("[asterisk]\nami_user = a\nami_secret = b\n[dialer]\n[blf]\n"
+                    "[nimbox]\nurl = http://127.0.0.1:1\ntoken = t\n[comagic]\nlogin = a\npassword = b\n")
+    code = """
+import json, sys
+from asterisk_kit import agi, capabilities
+from asterisk_kit.config import load
+load(sys.argv[1])
+agi.resolve(sys.argv[2])
+print(json.dumps(sorted(sys.modules)))
+"""
+    light = ("jinja2", "bottle", "requests", "paramiko", "pymysql", "pymemcache") + HEAVY
+    for handler, own in (("dialer-event", "dialer"), ("nimbox-call", "nimbox")):
+        r = subprocess.run([sys.executable, "-c", code, str(cfgp), handler], capture_output=True, text=True,
+                           timeout=60)
+        assert r.returncode == 0, r.stderr
+        mods = json.loads(r.stdout)
+        assert f"asterisk_kit.{own}" in mods
+        others = [m for m in mods if m.startswith("asterisk_kit.") and m.split(".")[1] in
+                  ("dialer", "blf", "nimbox", "beeline", "comagic") and m.split(".")[1] != own
+                  and m.split(".")[2:] not in ([], ["settings"])]
+        assert not others, (handler, others)
+        assert not [m for m in mods if m.split(".")[0] in light or m.startswith(light)], handler
+        assert "asterisk_kit.web" not in mods and "asterisk_kit.install" not in mods

@@ -8,6 +8,18 @@ from __future__ import annotations
 
 from typing import Iterator, Tuple
 
+from ..capability import Capability, CronJob
+
+CAPABILITY = Capability(
+    name="beeline",
+    summary="Beeline cloud PBX recordings -> mp3 + JSON on each customer's FTP / FTPS / SFTP server.",
+    settings="asterisk_kit.beeline.settings",
+    commands="asterisk_kit.beeline.cli",
+    doctor="asterisk_kit.beeline:doctor_checks",
+    cron=(CronJob("beeline sync", "Beeline recordings -> customers' FTP/SFTP (each customer locked on its own)",
+                  schedule="*/15 * * * *"),),
+)
+
 
 def doctor_checks(cfg) -> Iterator[Tuple[str, bool, str]]:
     """Per customer: the token (one listing call) and the destination (connect, host key, write a

@@ -6,6 +6,19 @@ from __future__ import annotations
 
 import time
 
+from ..capability import Capability
+
+CAPABILITY = Capability(
+    name="blf",
+    summary="BLF panel: one AMI connection -> extension states in memcached -> a live page (/blf).",
+    settings="asterisk_kit.blf.settings",
+    commands="asterisk_kit.blf.cli",
+    pages="asterisk_kit.blf.web:register",
+    doctor="asterisk_kit.blf:doctor_checks",
+    services=("asterisk-kit-blf",),
+    ami=True,
+)
+
 
 def doctor_checks(cfg):
     """memcached reachable, the daemon's heartbeat fresh and its AMI link up, hints found."""
@@ -20,8 +33,11 @@ def doctor_checks(cfg):
         return
     meta = st["meta"]
     why = stale_reason(meta, cfg["blf"]["stale_seconds"])
-    if why == "nodaemon":
-        age = f"last heartbeat {time.time() - meta['heartbeat']:.0f} s ago" if meta else "no heartbeat in memcached"
+    if why in ("nodaemon", "stopped"):
+        if why == "stopped":    # a clean stop (init.d stop, SIGTERM) marks the cache: say so
+            age = f"stopped {time.time() - meta['heartbeat']:.0f} s ago"
+        else:
+            age = f"last heartbeat {time.time() - meta['heartbeat']:.0f} s ago" if meta else "no heartbeat in memcached"
         yield "blf daemon", False, f"not running ({age}); start /etc/init.d/asterisk-kit-blf"
         return
     if why:

@@ -8,6 +8,18 @@ from __future__ import annotations
 
 from typing import Iterator, Tuple
 
+from ..capability import Capability, CronJob
+
+CAPABILITY = Capability(
+    name="comagic",
+    summary="CoMagic Data API calls -> BigQuery or a local DuckDB file, day by day.",
+    settings="asterisk_kit.comagic.settings",
+    commands="asterisk_kit.comagic.cli",
+    doctor="asterisk_kit.comagic:doctor_checks",
+    # hourly: loads yesterday once it is over, and resumes a run that stopped early
+    cron=(CronJob("comagic export", "CoMagic calls -> warehouse, day by day up to yesterday", schedule="40 * * * *"),),
+)
+
 
 def doctor_checks(cfg) -> Iterator[Tuple[str, bool, str]]:
     """One cheap API call: login.user, or with a permanent key a one-row calls report."""
@@ -33,8 +45,27 @@ def doctor_checks(cfg) -> Iterator[Tuple[str, bool, str]]:
     if c["destination"] == "bigquery":
         yield _check_bigquery(cfg)
     else:
-        from .destinations import local_path
-        yield "comagic destination", True, f"local DuckDB {local_path(cfg)}"
+        yield _check_local(cfg)
+
+
+def _check_local(cfg) -> Tuple[str, bool, str]:
+    """The analytics libraries import, and the DuckDB file's folder is writable."""
+    import os
+
+    from .destinations import local_path
+    path = local_path(cfg)
+    try:
+        import duckdb  # noqa: F401
+        import pandas  # noqa: F401
+    except ImportError as e:
+        return "comagic destination", False, (f"local DuckDB {path}: {e}; install the analytics extra: "
+                                              f"pip install 'asterisk-kit[analytics]'")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return "comagic destination", False, f"local DuckDB {path}: {folder} is not writable by this user"
+    return "comagic destination", True, f"local DuckDB {path}"
 
 
 def _check_bigquery(cfg) -> Tuple[str, bool, str]:

@@ -1,4 +1,20 @@
 """Autodialer ("avtoobzvon"): phone list and weekly schedule, paced call files, results from Asterisk."""
+from __future__ import annotations
+
+from ..capability import Capability, CronJob
+
+CAPABILITY = Capability(
+    name="dialer",
+    summary="Autodialer: phone list and weekly schedule, paced call files, results from Asterisk.",
+    settings="asterisk_kit.dialer.settings",
+    commands="asterisk_kit.dialer.cli",
+    agi_handlers={"dialer-event": "asterisk_kit.dialer.agi:event"},
+    pages="asterisk_kit.dialer.web:register",
+    doctor="asterisk_kit.dialer:doctor_checks",
+    cron=(CronJob("dialer tick", "autodialer: start today's run when its time has come", schedule="* * * * *"),),
+    dialplan=("avtoobzvon.conf.j2",),
+    ami=True,
+)
 
 
 def doctor_checks(cfg):

@@ -1,4 +1,21 @@
 """NiMbox CRM push: each call sent when it hangs up (AGI hook), a durable outbox, the CDR replicator."""
+from __future__ import annotations
+
+from ..capability import Capability, CronJob
+
+CAPABILITY = Capability(
+    name="nimbox",
+    summary="NiMbox CRM push: each call sent when it hangs up (AGI hook), a durable outbox, the CDR replicator.",
+    settings="asterisk_kit.nimbox.settings",
+    commands="asterisk_kit.nimbox.cli",
+    agi_handlers={"nimbox-call": "asterisk_kit.nimbox.hook:call"},
+    doctor="asterisk_kit.nimbox:doctor_checks",
+    cron=(CronJob("nimbox sync", "NiMbox: outbox and the CDR of the last hours", schedule_key="cron_incremental"),
+          CronJob("nimbox sync --full", "NiMbox: outbox and the CDR of the last days", schedule_key="cron_full")),
+    dialplan=("nimbox.conf.j2",),
+    services=("asterisk-kit-fastagi",),
+    fastagi_key="fastagi",
+)
 
 
 def doctor_checks(cfg):

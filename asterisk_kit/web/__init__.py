@@ -1,1 +1,1 @@
-"""The kit's web app: login, sessions, CSRF, ru/en pages; capabilities plug their pages in (app.PAGES)."""
+"""The kit's web app: login, sessions, CSRF, ru/en pages; capabilities plug their pages in (descriptor `pages`)."""

@@ -1,6 +1,6 @@
 """The Bottle web app: login, logout, server-side sessions, CSRF, ru/en, and the pages plug-in point.
 
-A capability with pages lists itself in PAGES (config section -> "module:function"); when that
+A capability with pages names them in its descriptor (`pages`, "module:function"); when its
 section is configured, `function(web)` gets the WebKit below and adds its routes, menu entry and
 strings. Everything shared by the pages (who is logged in, CSRF, templates, language, the store)
 lives here, so the pages only hold their own logic.
@@ -8,7 +8,6 @@ lives here, so the pages only hold their own logic.
 from __future__ import annotations
 
 import functools
-import importlib
 import ipaddress
 import json
 import logging
@@ -22,12 +21,6 @@ from jinja2 import Environment, FileSystemLoader
 from .. import storage
 from ..resources import shipped
 from . import auth, i18n, sessions
-
-# config section -> "module:register function"; registered only when the section is configured.
-PAGES: Dict[str, str] = {
-    "dialer": "asterisk_kit.dialer.web:register",
-    "blf": "asterisk_kit.blf.web:register",
-}
 
 SESSION_COOKIE = "ak_session"
 LOGIN_COOKIE = "ak_login"       # the login form's double-submit CSRF token (no session before login)
@@ -190,10 +183,10 @@ def create_web(cfg, log: Optional[logging.Logger] = None) -> WebKit:
     auth.init(conn)
     sessions.prune(conn, web.session_ttl, web.session_max_age)
     _core_routes(web)
-    for section, target in PAGES.items():
-        if cfg.has(section):
-            mod, _, fn = target.partition(":")
-            getattr(importlib.import_module(mod), fn)(web)
+    from ..capabilities import configured, resolve
+    for cap in configured(cfg):
+        if cap.pages:
+            resolve(cap.pages)(web)
     return web
 
 

@@ -1,0 +1,69 @@
+"""Settings of the BLF panel: its [blf] section."""
+from __future__ import annotations
+
+from typing import Dict, List
+
+from ..configtypes import Invalid, Key, Section, float_range, int_range, networks, words, yes_no
+
+# Empty values (the defaults) skip blf.states: every config load parses [blf]'s defaults.
+
+def _blf_patterns(v: str) -> List[str]:
+    items = words(v)
+    if not items:
+        return items
+    from .states import PatternError, compile_patterns
+    try:
+        compile_patterns(items)
+    except PatternError as e:
+        raise Invalid(f"extensions, ranges 100-199 or patterns _1XX ({e})") from None
+    return items
+
+
+def _blf_groups(v: str) -> str:
+    if not v.strip():
+        return v
+    from .states import PatternError, parse_groups
+    try:
+        parse_groups(v)
+    except PatternError as e:
+        raise Invalid(f"groups `Title: 101-110, 120; Other title: _2XX` ({e})") from None
+    return v
+
+
+def _blf_names(v: str) -> str:
+    if not v.strip():
+        return v
+    from .states import PatternError, parse_names
+    try:
+        parse_names(v)
+    except PatternError as e:
+        raise Invalid(f"names `101: Name; 102: Other name` ({e})") from None
+    return v
+
+
+
+
+SECTIONS: Dict[str, Section] = {
+    "blf": Section("BLF panel: `asterisk-kit blf run` (one AMI connection -> memcached) and the /blf page.", {
+        "contexts": Key(words, "ext-local", "Dialplan contexts whose hints are shown (FreePBX: ext-local)."),
+        "include": Key(_blf_patterns, "", "Only these extensions (101, ranges 100-199, patterns _1XX); empty: all."),
+        "exclude": Key(_blf_patterns, "", "Never these extensions (same forms)."),
+        "groups": Key(_blf_groups, "", "Groups on the page, in this order: `Sales: 101-110, 120; Support: _2XX`. "
+                                       "Extensions in no group are shown last.", example="Reception: 100-109; Sales: _2XX"),
+        "names": Key(_blf_names, "", "Names from the config, `101: Olga; 102: Ivan`; they win over MySQL's."),
+        "names_from_mysql": Key(yes_no, "yes", "Read names from FreePBX's users table when [mysql] is configured."),
+        "names_refresh_seconds": Key(int_range(10, 86400), "300", "How often the names are read again."),
+        "anonymous_networks": Key(networks, "", "Networks allowed to view /blf without logging in (wall "
+                                                 "screens), e.g. 192.168.1.50/32; empty: login required."),
+        "heartbeat_seconds": Key(float_range(0.2), "1", "The daemon writes its heartbeat this often."),
+        "stale_seconds": Key(float_range(1), "5", "The page shows `stale` when the heartbeat is older than this."),
+        "ping_seconds": Key(float_range(0.5), "2", "AMI Ping interval; no answer within [asterisk] ami_timeout "
+                                                   "means the link is dead."),
+        "resync_seconds": Key(int_range(10, 86400), "60", "A fresh ExtensionStateList this often (a `dialplan reload` "
+                                                           "that only adds hints sends no event)."),
+        "reconnect_max_seconds": Key(int_range(1, 3600), "30", "Longest pause between AMI reconnection attempts."),
+        "max_viewers": Key(int_range(1, 10000), "200", "Live (SSE) viewers served at once per web process; more "
+                                                        "get 503 and retry."),
+        "poll_ms": Key(int_range(10, 5000), "50", "The web process checks memcached for a new version this often."),
+    }),
+}
