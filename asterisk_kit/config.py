@@ -374,6 +374,8 @@ SCHEMA: Dict[str, Section] = {
         "dir": Key(_path, "/var/log/asterisk-kit", "Folder for the daily log files."),
         "level": Key(_loglevel, "INFO", "DEBUG, INFO, WARNING or ERROR."),
         "keep_days": Key(_int_range(1, 3650), "30", "Daily files older than this many days are deleted."),
+        "syslog": Key(_str, "/dev/log", "Syslog socket for what must not be lost when the log folder cannot be "
+                                         "written (empty: none). Cron lines send job output to syslog with logger."),
     }),
     "asterisk": Section("The local Asterisk: AMI login, spool and config folders.", {
         "ami_host": Key(_nonempty, "127.0.0.1", "AMI host."),
@@ -410,6 +412,7 @@ SCHEMA: Dict[str, Section] = {
         "login_lockout_seconds": Key(_int_range(1, 86400), "300", "Length of that pause."),
         "trusted_proxies": Key(_networks, "", "Reverse proxies (addresses or networks) whose X-Forwarded-For is "
                                               "believed for the client address; empty: none."),
+        "admins": Key(_list, "", "Logins that may see the /status page (jobs, outbox, BLF link); empty: nobody."),
     }),
     "blf": Section("BLF panel: `asterisk-kit blf run` (one AMI connection -> memcached) and the /blf page.", {
         "contexts": Key(_list, "ext-local", "Dialplan contexts whose hints are shown (FreePBX: ext-local)."),
@@ -565,6 +568,21 @@ SCHEMA: Dict[str, Section] = {
         "cron_incremental": Key(_cron_schedule, "15 * * * *", "cron schedule of the incremental sync (off: none)."),
         "cron_full": Key(_cron_schedule, "0 23 * * *", "cron schedule of the full sync (off: none)."),
     }, validate=_nimbox_validate),
+    "alerts": Section("E-mail alerts from `asterisk-kit alerts check` (cron, every 5 minutes): one mail per "
+                      "incident and one when it is over.", {
+        "mail_to": Key(_list, None, "Addresses to alert, comma-separated.", example="admin@example.com"),
+        "mail_from": Key(_nonempty, "asterisk-kit@localhost", "Sender address."),
+        "smtp_host": Key(_str, "", "SMTP server; empty: hand the mail to the local sendmail."),
+        "smtp_port": Key(_int_range(1, 65535), "25", "SMTP port."),
+        "smtp_starttls": Key(_bool, "no", "Use STARTTLS on the SMTP connection."),
+        "smtp_user": Key(_str, "", "SMTP login, if the server wants one."),
+        "smtp_password": Key(_str, "", "SMTP password. Better from ASTERISK_KIT_ALERTS_SMTP_PASSWORD.", secret=True),
+        "sendmail": Key(_path, "/usr/sbin/sendmail", "Local sendmail used when smtp_host is empty."),
+        "failed_runs": Key(_int_range(1, 1000), "3", "Alert when a job failed this many runs in a row."),
+        "outbox_backlog": Key(_int_range(1, 10_000_000), "100", "Alert when the NiMbox outbox holds more calls."),
+        "blf_down_minutes": Key(_float_range(0.0), "5", "Alert when the BLF daemon has had no AMI link "
+                                                           "(or has not run) for this many minutes."),
+    }),
 }
 
 

@@ -100,6 +100,9 @@ def cron_jobs(cfg) -> List[dict]:
         if n["cron_full"]:
             jobs.append({"comment": "NiMbox: outbox and the CDR of the last days", "schedule": n["cron_full"],
                          "user": "root", "args": "nimbox sync --full"})
+    if cfg.has("alerts"):
+        jobs.append({"comment": "e-mail alerts: failing jobs, outbox backlog, BLF without AMI (once per incident)",
+                     "schedule": "*/5 * * * *", "user": "root", "args": "alerts check"})
     return jobs
 
 

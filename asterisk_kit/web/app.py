@@ -23,10 +23,11 @@ from .. import storage
 from ..resources import shipped
 from . import auth, i18n, sessions
 
-# config section -> "module:register function"; registered only when the section is configured.
+# config section -> "module:register function"; registered only when the section is configured ("*": always).
 PAGES: Dict[str, str] = {
     "dialer": "asterisk_kit.dialer.web:register",
     "blf": "asterisk_kit.blf.web:register",
+    "*": "asterisk_kit.status.web:register",     # always: the admin's /status page
 }
 
 SESSION_COOKIE = "ak_session"
@@ -182,7 +183,7 @@ def create_web(cfg, log: Optional[logging.Logger] = None) -> WebKit:
     sessions.prune(conn, web.session_ttl)
     _core_routes(web)
     for section, target in PAGES.items():
-        if cfg.has(section):
+        if section == "*" or cfg.has(section):
             mod, _, fn = target.partition(":")
             getattr(importlib.import_module(mod), fn)(web)
     return web
