@@ -85,7 +85,8 @@ class Recorder:
         self.log = logging.getLogger("asterisk_kit.jobruns")
 
     def start(self) -> None:
-        logging.getLogger().addHandler(self.last_error)
+        # on the package logger: logsetup.setup() replaces the root logger's handlers
+        logging.getLogger("asterisk_kit").addHandler(self.last_error)
         try:
             conn = connect(self.cfg)
             with storage.transaction(conn):
@@ -98,7 +99,7 @@ class Recorder:
             self.log.warning("could not record the start of %s in the store: %s", self.job, e)
 
     def end(self, status: str, error: str = "") -> None:
-        logging.getLogger().removeHandler(self.last_error)
+        logging.getLogger("asterisk_kit").removeHandler(self.last_error)
         if self.row is None:
             return
         if status == "failed" and not error:

@@ -172,7 +172,8 @@ def _rows(o: Dict[str, Any]) -> List[dict]:
         problems: List[str] = []
         job = o["jobs"].get(name)
         if job is not None:
-            lines.append(f"last successful run: {job['last_ok_at']} ({job['last_ok_age']})")
+            lines.append("last successful run: " + (f"{job['last_ok_at']} ({job['last_ok_age']})" if job["last_ok"]
+                                                    else "never"))
             if job["running"]:
                 lines.append(f"running now (pid {job['running']['pid']})")
             if job["failing"]:
