@@ -141,10 +141,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         if recorder:
             recorder.end("failed", "interrupted")
         return 130
-    except BrokenPipeError:
+    except BrokenPipeError as e:
+        if not _stdout_gone():          # a socket's EPIPE (AMI, an API): a real failure
+            _unexpected(ctx, e)
+            if recorder:
+                recorder.end("failed", f"{type(e).__name__}: {e}")
+            return EXIT_FAILED
         _stdout_to_devnull()
         if recorder:
-            recorder.end("ok")
+            recorder.end("failed", "the reader of its output went away before the end")
         return EXIT_BROKEN_PIPE
     except EOFError:
         print("asterisk-kit: no input: end of file where an answer was expected", file=sys.stderr)
@@ -154,6 +159,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         if recorder:
             recorder.end("failed", f"{type(e).__name__}: {e}")
         return EXIT_FAILED
+
+
+def _stdout_gone() -> bool:
+    """Has the reader of stdout gone away (`| head` done)? A pipe's write end then polls POLLERR."""
+    import select
+    try:
+        p = select.poll()
+        p.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in p.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _stdout_to_devnull() -> None:

@@ -204,7 +204,8 @@ def test_cron_line_sends_job_output_to_syslog(tmp_path, sink):
     from asterisk_kit.install import render_cron
     cfg_path = tmp_path / "kit.ini"
     cfg_path.write_text(f"[general]\ndata_dir = {tmp_path}/data\n[log]\ndir = {tmp_path}/nolog/x\n"
-                        f"[asterisk]\nami_user = a\nami_secret = b\nrun_user =\n[dialer]\n")
+                        f"[asterisk]\nami_user = a\nami_secret = b\nrun_user =\n[dialer]\n"
+                        f"[alerts]\nmail_to = admin@example.com\n")
     (tmp_path / "nolog").write_text("a file where the log folder should be")
     cfg = config.load(str(cfg_path))
     lines = [ln for ln in render_cron(cfg).splitlines() if ln and not ln.startswith(("#", "SHELL", "PATH"))]
@@ -215,6 +216,8 @@ def test_cron_line_sends_job_output_to_syslog(tmp_path, sink):
     assert real, "util-linux logger missing"
     (bindir / "logger").write_text(f"#!/bin/sh\nexec {real} --socket {sink.path} \"$@\"\n")
     os.chmod(bindir / "logger", 0o755)
+    assert any(ln.startswith("*/5 * * * * root ") and ln.endswith("alerts check 2>&1 | logger -t asterisk-kit-alerts")
+               for ln in lines), lines
     tick = next(ln for ln in lines if "dialer tick" in ln)
     assert tick.endswith("dialer tick 2>&1 | logger -t asterisk-kit-dialer"), tick
     command = " ".join(tick.split()[6:])          # minute hour dom month dow user COMMAND
@@ -325,3 +328,19 @@ def test_unexpected_error_is_one_line_and_the_traceback_goes_to_the_log(tmp_path
     v = subprocess.run([str(BIN), "--config", str(cfg), "-v", "dialer", "status"], capture_output=True, text=True,
                        timeout=60)
     assert v.returncode == 1 and "Traceback" in v.stderr
+
+
+def test_a_sockets_broken_pipe_is_a_failure_not_a_quiet_reader_gone(tmp_path, monkeypatch, capsys):
+    """EPIPE on a socket (AMI, an API) while stdout is fine must not pass for `| head`."""
+    from asterisk_kit import cli, configcmd
+
+    def broken(ctx):
+        raise BrokenPipeError(32, "Broken pipe")
+    monkeypatch.setattr(configcmd, "example", broken)
+    cfg = _simple_cfg(tmp_path)
+    try:
+        rc = cli.main(["--config", str(cfg), "config", "example"])
+    finally:
+        logsetup.setup(None, "reset", to_stderr=False)
+    err = capsys.readouterr().err
+    assert rc == 1 and "unexpected error: BrokenPipeError" in err and "Traceback" not in err, err
