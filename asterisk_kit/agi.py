@@ -66,6 +66,8 @@ def run_handler(agi, name: str, args: List[str], context: Callable[[], Tuple[Any
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    import os
+    os.umask(0o027)  # as the CLI: nothing the kit creates is for other users
     config_path, name, args = parse_argv(sys.argv[1:] if argv is None else argv)
     from asterisk.agi import AGI  # pyst2; created in the main thread (it installs a SIGHUP handler)
     agi = AGI(stderr=io.StringIO())  # pyst2 writes debug text to stderr, which Asterisk would log
@@ -74,7 +76,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         from .config import load
         from .logsetup import setup
         cfg = load(config_path)
-        return cfg, setup(cfg, "agi", to_stderr=False)
+        return cfg, setup(cfg, "agi", to_stderr=False, fallback=True)  # a log problem must not stop the hook
 
     run_handler(agi, name, args, context)
     return 0

@@ -30,6 +30,7 @@ class Capability:
     agi_handlers: Mapping[str, str] = field(default_factory=dict)   # dialplan name -> "module:function"
     pages: str = ""                 # "module:function" adding its web pages: function(web)
     doctor: str = ""                # "module:function" yielding (check name, ok, detail) for `doctor`
+    status: str = ""                # "module:function(cfg, now)" -> {lines, problems, ...} for `status`
     cron: Tuple[CronJob, ...] = ()
     dialplan: Tuple[str, ...] = ()  # templates in dialplan/ rendered by `install`
     services: Tuple[str, ...] = ()  # init.d scripts in init.d/ (each with a NAME.service systemd unit)

@@ -96,6 +96,9 @@ def cron_jobs(cfg) -> List[dict]:
             schedule = cfg.get(cap.name, job.schedule_key) if job.schedule_key else job.schedule
             if schedule:    # a schedule key set to off/empty: no job
                 jobs.append({"comment": job.comment, "schedule": schedule, "user": job.user, "args": job.args})
+    if cfg.has("alerts"):   # the core's own job
+        jobs.append({"comment": "e-mail alerts: failing jobs, outbox backlog, BLF without AMI (once per incident)",
+                     "schedule": "*/5 * * * *", "user": "root", "args": "alerts check"})
     return jobs
 
 

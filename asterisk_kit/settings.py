@@ -23,8 +23,10 @@ from .configtypes import (
     path,
     text,
     timezone,
+    words,
     yes_no,
 )
+
 
 def _web_validate(v: Dict[str, Any]) -> List[Tuple[str, str]]:
     if bool(v.get("tls_cert")) != bool(v.get("tls_key")):
@@ -41,6 +43,8 @@ SECTIONS: Dict[str, Section] = {
         "dir": Key(path, "/var/log/asterisk-kit", "Folder for the daily log files."),
         "level": Key(loglevel, "INFO", "DEBUG, INFO, WARNING or ERROR."),
         "keep_days": Key(int_range(1, 3650), "30", "Daily files older than this many days are deleted."),
+        "syslog": Key(text, "/dev/log", "Syslog socket for what must not be lost when the log folder cannot be "
+                                        "written (empty: none). Cron lines send job output to syslog with logger."),
     }),
     "asterisk": Section("The local Asterisk: AMI login, spool and config folders.", {
         "ami_host": Key(nonempty, "127.0.0.1", "AMI host."),
@@ -85,6 +89,7 @@ SECTIONS: Dict[str, Section] = {
                                                       "more logins wait."),
         "trusted_proxies": Key(networks, "", "Reverse proxies (addresses or networks) whose X-Forwarded-For is "
                                              "believed for the client address; empty: none."),
+        "admins": Key(words, "", "Logins that may see the /status page (jobs, outbox, BLF link); empty: nobody."),
         "threads": Key(int_range(2, 1000), "16", "Server threads for pages and forms; the live BLF viewers get "
                                                  "[blf] max_viewers threads on top."),
         "backlog": Key(int_range(16, 65535), "1024", "Listen backlog: connections the kernel queues in a burst "
@@ -102,6 +107,21 @@ SECTIONS: Dict[str, Section] = {
         "tls_key": Key(text, "", "HTTPS: private key file (PEM) of tls_cert. "
                                  "FreePBX: /etc/asterisk/keys/integration/webserver.key."),
     }, validate=_web_validate),
+    "alerts": Section("E-mail alerts from `asterisk-kit alerts check` (cron, every 5 minutes): one mail per "
+                      "incident and one when it is over.", {
+        "mail_to": Key(words, None, "Addresses to alert, comma-separated.", example="admin@example.com"),
+        "mail_from": Key(nonempty, "asterisk-kit@localhost", "Sender address."),
+        "smtp_host": Key(text, "", "SMTP server; empty: hand the mail to the local sendmail."),
+        "smtp_port": Key(int_range(1, 65535), "25", "SMTP port."),
+        "smtp_starttls": Key(yes_no, "no", "Use STARTTLS on the SMTP connection."),
+        "smtp_user": Key(text, "", "SMTP login, if the server wants one."),
+        "smtp_password": Key(text, "", "SMTP password. Better from ASTERISK_KIT_ALERTS_SMTP_PASSWORD.", secret=True),
+        "sendmail": Key(path, "/usr/sbin/sendmail", "Local sendmail used when smtp_host is empty."),
+        "failed_runs": Key(int_range(1, 1000), "3", "Alert when a job failed this many runs in a row."),
+        "outbox_backlog": Key(int_range(1, 10_000_000), "100", "Alert when the NiMbox outbox holds more calls."),
+        "blf_down_minutes": Key(float_range(0.0), "5", "Alert when the BLF daemon has had no AMI link "
+                                                        "(or has not run) for this many minutes."),
+    }),
 }
 
 
@@ -126,6 +146,7 @@ class Log:
     dir: Path
     level: str
     keep_days: int
+    syslog: str
 
 
 @dataclass(frozen=True)
@@ -153,6 +174,7 @@ class Web:
     login_lockout_seconds: int
     password_checks: int
     trusted_proxies: List[Any]
+    admins: List[str]
     threads: int
     backlog: int
     read_timeout_seconds: int

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
 DB_NAME = "asterisk-kit.sqlite"
+DB_MODE = 0o640
 
 
 def db_path(cfg) -> Path:
@@ -24,6 +25,9 @@ def db_path(cfg) -> Path:
 def connect(cfg=None, path: Optional[Path] = None, timeout: float = 30.0) -> sqlite3.Connection:
     path = Path(path) if path else db_path(cfg)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        # Password hashes and phone lists: 0640 whatever the umask; SQLite gives -wal/-shm the same mode.
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, DB_MODE))
     conn = sqlite3.connect(str(path), timeout=timeout, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
     conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")

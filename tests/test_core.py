@@ -77,13 +77,16 @@ def test_run_by_hand_logs_to_the_terminal_too(tmp_path):
     assert "marker tty" in text and "marker cron" in text
 
 
-def test_unwritable_log_dir_falls_back_to_stderr(tmp_path, capsys):
+def test_unwritable_log_dir_stops_a_job_but_not_the_agi(tmp_path, capsys):
+    """A job stops (LogDirError, see test_ops for the CLI's exit and syslog); the AGI (fallback) logs on."""
     blocker = tmp_path / "file"
     blocker.write_text("")
     cfg = make_cfg(tmp_path).__class__(None, {**{s: make_cfg(tmp_path).get_section(s) for s in config.SCHEMA},
                                              "log": {"dir": blocker / "sub", "level": "INFO", "keep_days": 3}},
                                        ["asterisk"])
-    log = logsetup.setup(cfg, "job", to_stderr=False)
+    with pytest.raises(logsetup.LogDirError):
+        logsetup.setup(cfg, "job", to_stderr=False)
+    log = logsetup.setup(cfg, "job", to_stderr=False, fallback=True)
     log.info("still logged")
     err = capsys.readouterr().err
     assert "cannot write log files" in err and "still logged" in err

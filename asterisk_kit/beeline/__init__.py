@@ -16,6 +16,7 @@ CAPABILITY = Capability(
     settings="asterisk_kit.beeline.settings",
     commands="asterisk_kit.beeline.cli",
     doctor="asterisk_kit.beeline:doctor_checks",
+    status="asterisk_kit.beeline.status:part",
     cron=(CronJob("beeline sync", "Beeline recordings -> customers' FTP/SFTP (each customer locked on its own)",
                   schedule="*/15 * * * *"),),
 )

@@ -15,6 +15,7 @@ CAPABILITY = Capability(
     commands="asterisk_kit.blf.cli",
     pages="asterisk_kit.blf.web:register",
     doctor="asterisk_kit.blf:doctor_checks",
+    status="asterisk_kit.blf.status:part",
     services=("asterisk-kit-blf",),
     ami=True,
 )

@@ -16,6 +16,7 @@ CAPABILITY = Capability(
     settings="asterisk_kit.comagic.settings",
     commands="asterisk_kit.comagic.cli",
     doctor="asterisk_kit.comagic:doctor_checks",
+    status="asterisk_kit.comagic.status:part",
     # hourly: loads yesterday once it is over, and resumes a run that stopped early
     cron=(CronJob("comagic export", "CoMagic calls -> warehouse, day by day up to yesterday", schedule="40 * * * *"),),
 )

@@ -10,6 +10,7 @@ CAPABILITY = Capability(
     commands="asterisk_kit.nimbox.cli",
     agi_handlers={"nimbox-call": "asterisk_kit.nimbox.hook:call"},
     doctor="asterisk_kit.nimbox:doctor_checks",
+    status="asterisk_kit.nimbox.status:part",
     cron=(CronJob("nimbox sync", "NiMbox: outbox and the CDR of the last hours", schedule_key="cron_incremental"),
           CronJob("nimbox sync --full", "NiMbox: outbox and the CDR of the last days", schedule_key="cron_full")),
     dialplan=("nimbox.conf.j2",),

@@ -187,6 +187,8 @@ def create_web(cfg, log: Optional[logging.Logger] = None) -> WebKit:
     for cap in configured(cfg):
         if cap.pages:
             resolve(cap.pages)(web)
+    from ..status.web import register as register_status
+    register_status(web)        # always: the admin's /status page
     return web
 
 

@@ -59,8 +59,14 @@ def _read_password(args) -> str:
     if args.password_stdin:
         line = sys.stdin.readline()
         return line[:-1] if line.endswith("\n") else line
-    first = getpass.getpass("Password: ")
-    if getpass.getpass("Repeat password: ") != first:
+    try:
+        first = getpass.getpass("Password: ")
+        again = getpass.getpass("Repeat password: ")
+    except EOFError:
+        # stdin closed (cron, `< /dev/null`): say what to do instead of a traceback
+        raise SystemExit("\nasterisk-kit: no password given (end of input); type it at the prompt, "
+                         "or pipe it with --password-stdin; nothing changed") from None
+    if again != first:
         raise SystemExit("asterisk-kit: the passwords differ, nothing changed")
     return first
 
