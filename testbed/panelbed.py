@@ -126,17 +126,27 @@ class PanelBed:
         a.start()
         for u in self.phone_ids:
             self.phones[u] = Baresip(self.dir / f"phone{u}", self.sip_port, u, f"{SECRET}-{u}").start()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            out = a.cli("pjsip show contacts")
-            if all(f"{u}/sip:" in out for u in self.phone_ids):
+        for attempt in range(3):
+            missing = self._wait_registered(15)
+            if not missing:
                 break
-            time.sleep(0.3)
+            for u in missing:       # a lost first REGISTER or a taken port: start that phone again
+                self.phones[u].stop()
+                self.phones[u] = Baresip(self.dir / f"phone{u}-{attempt}", self.sip_port, u, f"{SECRET}-{u}").start()
         else:
             raise RuntimeError("phones did not register:\n" + a.cli("pjsip show contacts"))
         for u in self.phone_ids:
             a.cli(f"devstate change Custom:DND{u} NOT_INUSE")
         return self
+
+    def _wait_registered(self, seconds: float) -> List[str]:
+        deadline = time.monotonic() + seconds
+        while True:
+            out = self.asterisk.cli("pjsip show contacts")
+            missing = [u for u in self.phone_ids if f"{u}/sip:" not in out]
+            if not missing or time.monotonic() > deadline:
+                return missing
+            time.sleep(0.3)
 
     def cli(self, command: str) -> str:
         return self.asterisk.cli(command)

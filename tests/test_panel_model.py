@@ -23,8 +23,9 @@ PRIVATE = Permissions(see_numbers=False)
 TIMES = ("since", "answered", "answered_known", "counted_since", "timeout_at", "answered", "abandoned")
 
 
-class Replay:
-    """The recorded stream, with the panel's own list actions issued where it issued them."""
+class Follower:
+    """A panel as the daemon will run it: the first snapshot builds the model, events follow, and every
+    later snapshot rebuilds a fresh model that must equal the followed one. `at(mark)` keeps the views."""
 
     def __init__(self) -> None:
         self.model = Model()
@@ -33,26 +34,18 @@ class Replay:
         self.private: Dict[str, dict] = {}
         self.compared: List[str] = []
         self.group: List[Pending] = []
-        self.mark = "start"
-        proto = AmiProtocol(self.event)
-        stream = (DATA / "panel.bin").read_bytes()
-        steps = json.loads((DATA / "panel.json").read_text())["steps"]
-        pos = 0
-        for step in steps:
-            proto.receive(stream[pos:step["offset"]])
-            pos = step["offset"]
-            if step["call"] == "mark":
-                self.mark = step["args"]["what"]
-                self.marks[self.mark] = self.model.view_for(FULL, self.last_ts)
-                self.private[self.mark] = self.model.view_for(PRIVATE, self.last_ts)
-                self.marks[self.mark]["ts"] = self.last_ts
-            elif step["call"] == "list_action":
-                p = proto.list_action(step["args"]["action"])
-                p.on_done = self.list_done
-                self.group.append(p)
-            else:
-                getattr(proto, step["call"])(**step["args"])
-        proto.receive(stream[pos:])
+        self.where = "start"
+
+    def at(self, what: str) -> None:
+        self.where = what
+        self.marks[what] = self.model.view_for(FULL, self.last_ts)
+        self.private[what] = self.model.view_for(PRIVATE, self.last_ts)
+        self.marks[what]["ts"] = self.last_ts
+
+    def issued(self, p: Pending) -> None:
+        p.on_done = self.list_done
+        self.group.append(p)
+
 
     def event(self, ev: dict) -> None:
         if "Timestamp" in ev:
@@ -76,16 +69,37 @@ class Replay:
         before = [(q["answered"], q["abandoned"]) for q in self.model.view_for(FULL, self.last_ts)["queues"]]
         self.model.rebuild(rows, self.last_ts)
         after = [(q["answered"], q["abandoned"]) for q in self.model.view_for(FULL, self.last_ts)["queues"]]
-        assert before == after, self.mark
-        self.compared.append(self.mark)
+        assert before == after, self.where
+        self.compared.append(self.where)
 
     def compare(self, rebuilt: dict, followed: dict) -> None:
-        assert strip(rebuilt) == strip(followed), self.mark
+        assert strip(rebuilt) == strip(followed), self.where
         for key, view in followed["keys"].items():
             for c_re, c_fo in zip(rebuilt["keys"][key]["calls"], view["calls"], strict=True):
                 if c_fo["answered"] is not None:
                     # the snapshot knows the channel's age only: the answer can't be later than it says
-                    assert c_re["answered"] is not None and c_re["answered"] <= c_fo["answered"] + 1, (self.mark, key)
+                    assert c_re["answered"] is not None and c_re["answered"] <= c_fo["answered"] + 1, (self.where, key)
+
+
+class Replay(Follower):
+    """The recorded stream, with the panel's own list actions issued where it issued them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        proto = AmiProtocol(self.event)
+        stream = (DATA / "panel.bin").read_bytes()
+        steps = json.loads((DATA / "panel.json").read_text())["steps"]
+        pos = 0
+        for step in steps:
+            proto.receive(stream[pos:step["offset"]])
+            pos = step["offset"]
+            if step["call"] == "mark":
+                self.at(step["args"]["what"])
+            elif step["call"] == "list_action":
+                self.issued(proto.list_action(step["args"]["action"]))
+            else:
+                getattr(proto, step["call"])(**step["args"])
+        proto.receive(stream[pos:])
 
 
 def strip(v):
