@@ -22,6 +22,12 @@ ACTIONS = [
     ("CoreShowChannels", True, {}),
     ("ExtensionStateList", True, {}),
     ("PresenceStateList", True, {}),
+    ("DeviceStateList", True, {}),
+    ("QueueStatus", True, {}),
+    ("QueueSummary", True, {}),
+    ("ParkedCalls", True, {}),
+    ("BridgeList", True, {}),
+    ("Status", True, {}),
     ("Command", False, {"Command": "dialplan reload"}),
     ("Command", False, {"Command": "dialplan show nimbox-hangup"}),
     ("ShowDialPlan", True, {"Context": "rec"}),
@@ -35,6 +41,7 @@ def main() -> int:
         with open(a.etc_dir / "manager.conf", "a") as f:
             for c in CLASSES + ["none"]:
                 f.write(f"\n[cls-{c}]\nsecret = s-{c}\nread =\nwrite = {'' if c == 'none' else c}\n")
+        a.write_etc("res_parking.conf", "[general]\n[default]\nparkext => 700\nparkpos => 701-720\n")
         a.add_test_dialplan("rec", "[rec]\nexten => s,1,NoOp()\n", reload=False)
         a.start()
         try:
