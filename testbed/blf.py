@@ -25,13 +25,19 @@ def ami_user_snippet(secret: str) -> str:
 
 
 def add_blf_ami_user(a: Asterisk, secret: str = "blf-test-secret") -> str:
+    """Adds the BLF user (docs/blf.md's block) once per Asterisk; returns the secret it has, which is
+    another test's when that one added the same user first (e.g. test_ami's shipped blocks)."""
     conf = a.etc_dir / "manager.conf"
     text = conf.read_text()
     if f"[{BLF_USER}]" not in text:
         conf.write_text(text + "\n" + ami_user_snippet(secret))
         if a.running():
             a.cli("manager reload")
-    return secret
+        return secret
+    block = text.split(f"[{BLF_USER}]", 1)[1].split("\n[", 1)[0]
+    m = re.search(r"^secret\s*=\s*(\S+)", block, re.M)
+    assert m, f"[{BLF_USER}] in {conf} has no secret"
+    return m.group(1)
 
 
 def hints(context: str, extens, prefix: str = "Custom:", presence: bool = False) -> str:
