@@ -109,6 +109,17 @@ def test_same_upload_is_one_file_and_file_objects_stream(store, tmp_path):
     assert not a.path.exists()
 
 
+def test_temp_files_of_a_killed_conversion_are_swept(store, tmp_path):
+    store.tmp_dir.mkdir(parents=True)
+    old, fresh, other = (store.tmp_dir / n for n in ("upload-dead1", "converted-busy.wav", "not-ours"))
+    for p in (old, fresh, other):
+        p.write_bytes(b"x")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    os.utime(other, (time.time() - 7200, time.time() - 7200))
+    store.add_upload(tone(tmp_path / "a.mp3").read_bytes())
+    assert leftovers(store) == ["converted-busy.wav", "not-ours"]
+
+
 def bad_inputs(tmp_path):
     png = tmp_path / "photo.png"
     ffmpeg("-f", "lavfi", "-i", "color=c=red:s=32x32", "-frames:v", "1", str(png))
@@ -363,6 +374,49 @@ def test_xlsx_errors(tmp_path):
         assert e.value.key == key, (what, e.value.key)
         assert e.value.key in STRINGS["ru"] and e.value.key in STRINGS["en"]
         assert time.monotonic() - t < 10, what
+
+
+def lying_bomb() -> bytes:
+    """A real workbook whose sheet unpacks to 160 MB while the zip directory claims 2 000 bytes."""
+    src = zipfile.ZipFile(io.BytesIO(xlsx_bytes([["89161234567"]])))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        for item in src.infolist():
+            if item.filename != "xl/worksheets/sheet1.xml":
+                z.writestr(item.filename, src.read(item))
+                continue
+            with z.open(item.filename, "w") as f:
+                f.write(b'<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>')
+                for _ in range(160):
+                    f.write(b" " * (1 << 20))
+                f.write(b"</sheetData></worksheet>")
+    data = bytearray(out.getvalue())
+    name = b"xl/worksheets/sheet1.xml"
+    cd = -1
+    pos = 0
+    while True:
+        pos = data.find(b"PK\x01\x02", pos)
+        assert pos >= 0
+        n = int.from_bytes(data[pos + 28:pos + 30], "little")
+        if data[pos + 46:pos + 46 + n] == name:
+            cd = pos
+            break
+        pos += 4
+    data[cd + 24:cd + 28] = (2000).to_bytes(4, "little")  # central directory: uncompressed size
+    assert zipfile.ZipFile(io.BytesIO(bytes(data))).getinfo(name.decode()).file_size == 2000
+    return bytes(data)
+
+
+def test_xlsx_bomb_lying_about_its_size_is_cut_at_the_declared_size():
+    import tracemalloc
+    data = lying_bomb()
+    tracemalloc.start()
+    t = time.monotonic()
+    with pytest.raises(MediaError) as e:
+        list(read_xlsx(data))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert e.value.key == "list.not_xlsx" and time.monotonic() - t < 10 and peak < 20 * 1024 * 1024
 
 
 def _zip(files) -> bytes:

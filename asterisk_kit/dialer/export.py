@@ -52,7 +52,6 @@ OUTCOMES = {
 }
 YES = {"ru": "да", "en": "yes"}
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
 def neutralise(text: str) -> str:
@@ -69,14 +68,14 @@ class _Rows:
         self.outcomes = OUTCOMES[self.lang]
 
     def when(self, v: Any) -> Optional[datetime]:
-        """Local naive datetime (Excel has no zones), or None."""
+        """Local naive datetime to the second (Excel has no zones), or None."""
         if v is None or v == "":
             return None
         if isinstance(v, datetime):
-            dt = v if v.tzinfo else v.replace(tzinfo=timezone.utc)
+            dt = (v if v.tzinfo else v.replace(tzinfo=timezone.utc)).astimezone(self.tz)
         else:
-            dt = datetime.fromtimestamp(float(v), timezone.utc)
-        return dt.astimezone(self.tz).replace(tzinfo=None) if self.tz else dt.astimezone().replace(tzinfo=None)
+            dt = datetime.fromtimestamp(float(v), self.tz)
+        return dt.replace(microsecond=0, tzinfo=None)
 
     def values(self, r: Dict[str, Any]) -> List[Any]:
         outcome = str(r.get("outcome") or "")
@@ -84,6 +83,14 @@ class _Rows:
                 self.when(r.get("first_call")), self.when(r.get("last_call")),
                 self.outcomes.get(outcome, outcome), str(r.get("digit") or ""),
                 YES[self.lang] if r.get("opted_out") else ""]
+
+    def csv_values(self, r: Dict[str, Any]) -> List[Any]:
+        first, last = self.when(r.get("first_call")), self.when(r.get("last_call"))
+        outcome = str(r.get("outcome") or "")
+        return [neutralise(str(r.get("number") or "")), neutralise(str(r.get("comment") or "")),
+                int(r.get("attempts") or 0), first.isoformat(" ") if first else "",
+                last.isoformat(" ") if last else "", neutralise(self.outcomes.get(outcome, outcome)),
+                neutralise(str(r.get("digit") or "")), YES[self.lang] if r.get("opted_out") else ""]
 
 
 # ---- CSV ---------------------------------------------------------------------------------------
@@ -108,24 +115,13 @@ def csv_chunks(rows: Iterable[Dict[str, Any]], lang: str = "ru", tz: Union[str, 
     yield "\ufeff".encode("utf-8") + buf.take().encode("utf-8")
     n = 0
     for r in rows:
-        vals = conv.values(r)
-        w.writerow([_csv_cell(v) for v in vals])
+        w.writerow(conv.csv_values(r))
         n += 1
         if n % batch == 0:
             yield buf.take().encode("utf-8")
     rest = buf.take()
     if rest:
         yield rest.encode("utf-8")
-
-
-def _csv_cell(v: Any) -> Any:
-    if isinstance(v, datetime):
-        return v.strftime(TIME_FORMAT)
-    if v is None:
-        return ""
-    if isinstance(v, str):
-        return neutralise(v)
-    return v
 
 
 def write_csv(rows: Iterable[Dict[str, Any]], out: IO[bytes], lang: str = "ru",

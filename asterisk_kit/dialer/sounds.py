@@ -30,6 +30,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 import wave
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,7 @@ _SAFE_DIR = re.compile(r"/[A-Za-z0-9/._-]*")
 _NOT_AUDIO = re.compile(r"Invalid data found|matches no streams|not on whitelist|could not find codec parameters|"
                         r"moov atom not found|Invalid argument|no streams|Output file .* does not contain any stream|"
                         r"Error while decoding|could not find corresponding|End of file", re.I)
+_TEMP_PREFIXES = ("upload-", "render-", "converted-")
 SILENCE_PEAK = 16  # of 32767: below this the recording is digital silence (a muted phone)
 
 
@@ -167,6 +169,18 @@ class SoundStore:
                 os.chmod(d, mode)
                 if d == self.folder:
                     chown_to(d, self.run_user)
+        self._sweep()
+
+    def _sweep(self, max_age: float = 3600) -> None:
+        """Temp files of conversions killed midway (a newer one may still be in use by another process)."""
+        now = time.time()
+        for p in self.tmp_dir.glob("*"):
+            if p.name.startswith(_TEMP_PREFIXES):
+                try:
+                    if now - p.stat().st_mtime > max_age:
+                        p.unlink()
+                except FileNotFoundError:
+                    pass
 
     def _convert_into(self, raw: Path, sound_id: str) -> Sound:
         fd, out = tempfile.mkstemp(prefix="converted-", suffix=".wav", dir=str(self.tmp_dir))
