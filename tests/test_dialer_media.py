@@ -79,7 +79,8 @@ def leftovers(store):
 @pytest.mark.parametrize("name,kw", [
     ("phone.mp3", {}), ("phone.ogg", {"codec": ("-c:a", "libvorbis")}), ("phone.m4a", {"codec": ("-c:a", "aac")}),
     ("phone.wav", {}), ("stereo48k.wav", {"rate": 48000, "channels": 2}),
-    ("voice.opus.ogg", {"codec": ("-c:a", "libopus")}),
+    ("voice.opus.ogg", {"codec": ("-c:a", "libopus")}), ("old.wma", {"codec": ("-c:a", "wmav2")}),
+    ("android.3gp", {"rate": 8000, "codec": ("-c:a", "aac")}), ("voice.webm", {"codec": ("-c:a", "libopus")}),
 ])
 def test_upload_is_converted_to_what_asterisk_plays(store, tmp_path, name, kw):
     src = tone(tmp_path / name, seconds=2.0, freq=440, **kw)

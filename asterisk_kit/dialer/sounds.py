@@ -44,8 +44,9 @@ log = logging.getLogger(__name__)
 RATE = 8000
 # Bumped when the conversion changes, so a new conversion never reuses an old file's id.
 CONVERSION = b"wav-8k-mono-s16-v1"
-# Input demuxers ffmpeg may use (names as ffmpeg lists them; mp4/m4a/3gp/mov share the "mov" demuxer).
-INPUT_FORMATS = "wav,w64,mp3,ogg,mov,mp4,m4a,3gp,matroska,webm,flac,aac,amr,caf,aiff,opus"
+# Input demuxers ffmpeg may use (names as ffmpeg lists them; mp4/m4a/3gp/mov share "mov", wma is "asf",
+# webm is "matroska", opus is in "ogg"). Playlist-like demuxers (hls, concat, …) are deliberately absent.
+INPUT_FORMATS = "wav,w64,mp3,ogg,mov,mp4,m4a,3gp,matroska,webm,flac,aac,amr,caf,aiff,asf"
 _ID = re.compile(r"[0-9a-f]{32}")
 _SAFE_DIR = re.compile(r"/[A-Za-z0-9/._-]*")
 # ffmpeg's own words for "this is not (decodable) audio", as opposed to a failure of the machine.
