@@ -1,65 +1,84 @@
-"""The kit's AMI client: a small synchronous one for short jobs (doctor, dialer pacing, CLI).
+"""The kit's synchronous AMI client for short jobs (install --reload, doctor, dialer pacing, CLI).
 
-Why not pyst2's `asterisk.manager`: it runs reader threads and warns on current Pythons; a job that
-logs in, asks two things and leaves needs none of that. The long-running BLF daemon has its own
-asyncio reader (asterisk_kit/blf/amiconn.py). Values are checked for CR/LF so nothing can inject a header.
+A thin socket transport around the protocol core (asterisk_kit/amiproto.py), which the BLF daemon's
+asyncio connection (asterisk_kit/blf/amiconn.py) shares. Why not pyst2's `asterisk.manager`: it runs
+reader threads and warns on current Pythons; a job that logs in, asks two things and leaves needs
+none of that. An action Asterisk refuses raises `AmiActionError` naming the action and Asterisk's
+message (e.g. "Permission denied" when the AMI user lacks the action's class).
 """
 from __future__ import annotations
 
-import itertools
 import socket
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
-Message = Dict[str, str]
+from .amiproto import AmiActionError, AmiAuthError, AmiError, AmiProtocol, AmiProtocolError, Message, Pending
 
-
-class AmiError(Exception):
-    pass
-
-
-class AmiAuthError(AmiError):
-    pass
+__all__ = ["AmiClient", "AmiError", "AmiActionError", "AmiAuthError", "AmiProtocolError", "Message",
+           "ami_credentials"]
 
 
-def _check(value: str) -> str:
-    if "\r" in value or "\n" in value:
-        raise AmiError("AMI values cannot contain line breaks")
-    return value
+def ami_credentials(cfg, section: Optional[str] = None) -> Tuple[str, str]:
+    """(user, secret) for a role: the section's own `ami_user`/`ami_secret` when it sets a user,
+    else [asterisk]'s, so one AMI user can serve everything or each role gets its least classes."""
+    if section and cfg.has(section):
+        s = cfg[section]
+        if s.get("ami_user"):
+            return s["ami_user"], s.get("ami_secret") or ""
+    a = cfg["asterisk"]
+    return a.get("ami_user") or "", a.get("ami_secret") or ""
 
 
 class AmiClient:
-    def __init__(self, host: str, port: int, user: str, secret: str, timeout: float = 5.0):
+    def __init__(self, host: str, port: int, user: str, secret: str, timeout: float = 5.0, md5: bool = False):
         self.host, self.port, self.user, self.secret, self.timeout = host, port, user, secret, timeout
+        self.md5 = md5
         self.sock: Optional[socket.socket] = None
         self.banner = ""
-        self._buf = b""
-        self._ids = itertools.count(1)
+        self.proto = AmiProtocol()
 
     @classmethod
-    def from_config(cls, cfg) -> "AmiClient":
+    def from_config(cls, cfg, section: Optional[str] = None) -> "AmiClient":
+        """The client of a role: `section` ("blf", "dialer") may name its own AMI user."""
         a = cfg["asterisk"]
-        return cls(a["ami_host"], a["ami_port"], a.get("ami_user", ""), a.get("ami_secret", ""), a["ami_timeout"])
+        user, secret = ami_credentials(cfg, section)
+        return cls(a["ami_host"], a["ami_port"], user, secret, a["ami_timeout"])
 
     # -- connection --
     def connect(self) -> "AmiClient":
+        if self.sock is not None:
+            return self
+        self.proto = AmiProtocol()
         try:
             self.sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
         except OSError as e:
             raise AmiError(f"cannot connect to AMI at {self.host}:{self.port}: {e}") from None
-        self.banner = self._readline()
-        if not self.banner.startswith("Asterisk Call Manager"):
-            raise AmiError(f"{self.host}:{self.port} is not AMI (said {self.banner[:60]!r})")
-        resp = self.action("Login", Username=self.user, Secret=self.secret, Events="off")
-        if resp.get("Response") != "Success":
-            raise AmiAuthError(f"AMI login as {self.user!r} refused: {resp.get('Message', 'no reason given')}")
+        try:
+            while self.proto.banner is None:
+                self._recv()
+            self.banner = self.proto.banner
+            if self.md5:
+                challenge = self._wait(self.proto.challenge())["Challenge"]
+                self._wait(self.proto.login_md5(self.user, self.secret, challenge))
+            else:
+                self._wait(self.proto.login(self.user, self.secret))
+        except AmiProtocolError as e:
+            self._drop()
+            raise AmiProtocolError(f"{self.host}:{self.port} is {e}") from None
+        except AmiError:
+            self._drop()
+            raise
         return self
 
     def close(self) -> None:
-        if self.sock:
+        if self.sock is not None:
             try:
                 self.action("Logoff")
             except (AmiError, OSError):
                 pass
+            self._drop()
+
+    def _drop(self) -> None:
+        if self.sock is not None:
             self.sock.close()
             self.sock = None
 
@@ -70,14 +89,8 @@ class AmiClient:
         self.close()
 
     # -- wire --
-    def _readline(self) -> str:
-        while b"\r\n" not in self._buf:
-            self._recv()
-        line, self._buf = self._buf.split(b"\r\n", 1)
-        return line.decode("utf-8", "replace")
-
     def _recv(self) -> None:
-        assert self.sock is not None
+        assert self.sock is not None, "not connected"
         try:
             chunk = self.sock.recv(65536)
         except socket.timeout:
@@ -86,66 +99,48 @@ class AmiClient:
             raise AmiError(f"AMI connection lost: {e}") from None
         if not chunk:
             raise AmiError("AMI closed the connection")
-        self._buf += chunk
+        self.proto.receive(chunk)
 
-    def _read_message(self) -> Message:
-        while b"\r\n\r\n" not in self._buf:
-            self._recv()
-        block, self._buf = self._buf.split(b"\r\n\r\n", 1)
-        msg: Message = {}
-        for line in block.decode("utf-8", "replace").split("\r\n"):
-            k, sep, v = line.partition(":")
-            if sep and k.strip() == "Output":
-                msg["Output"] = msg.get("Output", "") + v[1:] + "\n"
-            elif sep:
-                msg.setdefault(k.strip(), v.strip())
-            elif line.strip():
-                msg.setdefault("Output", "")
-                msg["Output"] += line + "\n"
-        return msg
-
-    def _send(self, action: str, fields: Dict[str, str]) -> str:
-        assert self.sock is not None, "not connected"
-        aid = f"akit-{next(self._ids)}"
-        lines = [f"Action: {_check(action)}", f"ActionID: {aid}"]
-        for k, v in fields.items():
-            if isinstance(v, (list, tuple)):
-                lines += [f"{_check(k)}: {_check(str(x))}" for x in v]
-            else:
-                lines.append(f"{_check(k)}: {_check(str(v))}")
-        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-        return aid
+    def _wait(self, p: Pending):
+        if self.sock is None:
+            raise AmiError("AMI not connected")
+        try:
+            self.sock.sendall(p.wire)
+            while not p.done:
+                self._recv()
+        except OSError as e:
+            raise AmiError(f"AMI connection lost: {e}") from None
+        finally:
+            self.proto.forget(p)
+        return p.result()
 
     # -- API --
     def action(self, action: str, **fields) -> Message:
-        aid = self._send(action, fields)
-        while True:
-            msg = self._read_message()
-            if msg.get("ActionID") == aid and "Response" in msg:
-                return msg
+        """Send an action, return its answer; `Response: Error` raises AmiActionError."""
+        return self._wait(self.proto.action(action, **fields))
 
     def list_action(self, action: str, **fields) -> Tuple[Message, List[Message]]:
-        """An action answered by a list of events ending in '...Complete'."""
-        aid = self._send(action, fields)
-        resp: Optional[Message] = None
-        events: List[Message] = []
-        while True:
-            msg = self._read_message()
-            if msg.get("ActionID") != aid:
-                continue
-            if "Response" in msg:
-                resp = msg
-                if msg["Response"] != "Success":
-                    return resp, events
-                continue
-            if msg.get("EventList") == "Complete" or msg.get("Event", "").endswith("Complete"):
-                return resp or {}, events
-            events.append(msg)
+        """An action answered by a list of events ending in '...Complete': (response, rows)."""
+        p = self.proto.list_action(action, **fields)
+        rows = self._wait(p)
+        return p.response or {}, rows
 
-    def command(self, cli: str) -> str:
-        """Run a CLI command through AMI; returns its output text."""
-        resp = self.action("Command", Command=cli)
-        return resp.get("Output", "")
+    def command(self, cli: str, check: bool = False) -> str:
+        """Run a CLI command through AMI (write class `command`); returns its output text.
+
+        A CLI command that fails (e.g. `dialplan show` of a missing context) comes back from
+        Asterisk as `Response: Error` with `Message: Command output follows` and its output: that
+        output is returned, or raised as AmiActionError with check=True. A refusal (e.g.
+        "Permission denied") always raises."""
+        try:
+            return self.action("Command", Command=cli).get("Output", "")
+        except AmiActionError as e:
+            if e.message != "Command output follows":
+                raise
+            out = e.response.get("Output", "")
+            if check:
+                raise AmiActionError(f"Command {cli!r}", " ".join(out.split()) or "failed", e.response) from None
+            return out
 
     def active_channels(self) -> int:
         _, events = self.list_action("CoreShowChannels")

@@ -207,6 +207,21 @@ def _comagic_validate(v: Dict[str, Any]) -> List[Tuple[str, str]]:
     return out
 
 
+def _ami_role_validate(v: Dict[str, Any]) -> List[Tuple[str, str]]:
+    if v["ami_user"] and not v["ami_secret"]:
+        return [("ami_secret", "required when ami_user is set")]
+    return []
+
+
+def _ami_role_keys(role: str, snippet: str) -> Dict[str, Key]:
+    """A role's own AMI user (see manager/*.conf); empty: [asterisk]'s."""
+    return {
+        "ami_user": Key(_str, "", f"Own AMI user of {role} with the fewest classes (manager/{snippet}); "
+                                  "empty: [asterisk] ami_user."),
+        "ami_secret": Key(_str, "", "Secret of that user. Better from the environment.", secret=True),
+    }
+
+
 def _destination_url(v: str) -> str:
     # sftp://user@host:port/dir, ftp://user@host/dir, ftps://... (explicit TLS). The password is a
     # separate (secret) key so URLs can be logged; no query or fragment.
@@ -462,7 +477,8 @@ SCHEMA: Dict[str, Section] = {
         "max_viewers": Key(_int_range(1, 10000), "200", "Live (SSE) viewers served at once per web process; more "
                                                         "get 503 and retry."),
         "poll_ms": Key(_int_range(10, 5000), "50", "The web process checks memcached for a new version this often."),
-    }),
+        **_ami_role_keys("the BLF daemon", "asterisk-kit-blf.conf"),
+    }, validate=_ami_role_validate),
     "dialer": Section("Autodialer (avtoobzvon): dialplan, call files and pacing.", {
         "dial_out": Key(_nonempty, "PJSIP/${NUMBER}@trunk",
                         "Dial string for the outside call; ${NUMBER} is replaced by the number dialled. "
@@ -491,7 +507,8 @@ SCHEMA: Dict[str, Section] = {
                                        "call file templates (empty: the shipped ones)."),
         "result_wait_seconds": Key(_int_range(30, 86400), "600", "After the last batch, how long a run waits "
                                                                 "for the outcomes of its calls before it closes."),
-    }),
+        **_ami_role_keys("the pacing (CoreShowChannels)", "asterisk-kit-dialer.conf"),
+    }, validate=_ami_role_validate),
     "comagic": Section("CoMagic Data API call export (`asterisk-kit comagic export`) to BigQuery or a local DuckDB file.", {
         "api_url": Key(_http_url_or_empty, "https://dataapi.comagic.ru/v2.0", "Data API endpoint (JSON-RPC 2.0); dataapi.uiscom.ru for UIS."),
         "login": Key(_str, "", "CoMagic user login for login.user (or leave empty and set access_token).", example="analytics"),

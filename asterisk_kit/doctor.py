@@ -46,15 +46,9 @@ def check_dirs(cfg) -> Iterator[Check]:
 
 
 def check_ami(cfg) -> Iterator[Check]:
-    from .ami import AmiClient, AmiError
-    a = cfg["asterisk"]
-    try:
-        with AmiClient.from_config(cfg) as ami:
-            settings = ami.action("CoreSettings")
-            version = settings.get("AsteriskVersion", "?")
-        yield "ami", True, f"logged in as {a['ami_user']} at {a['ami_host']}:{a['ami_port']} (Asterisk {version})"
-    except AmiError as e:
-        yield "ami", False, str(e)
+    """Each AMI role in use (default user, [dialer], [blf]) tries its own actions; a refusal names the class."""
+    from .amiroles import doctor_checks
+    yield from doctor_checks(cfg)
 
 
 def check_spool(cfg) -> Iterator[Check]:

@@ -221,7 +221,7 @@ def run(ctx) -> int:
         from .ami import AmiClient, AmiError
         try:
             with AmiClient.from_config(cfg) as ami:
-                out = ami.command("dialplan reload")
+                out = ami.command("dialplan reload", check=True)
             print("dialplan reloaded: " + " ".join(out.split())[:200])
         except AmiError as e:
             print(f"could not reload the dialplan through AMI: {e}; run `asterisk -rx 'dialplan reload'`",

@@ -16,7 +16,9 @@ def test_wheel_contains_shipped_files_and_commands(tmp_path):
     names = zipfile.ZipFile(whl).namelist()
     assert not [n for n in names if n.startswith(("testbed/", "tests/"))], "testbed and tests are not shipped"
     for expected in ("asterisk_kit/dialplan/avtoobzvon.conf.j2", "asterisk_kit/templates/cron.d.j2",
-                     "asterisk_kit/www/templates/base.html", "asterisk_kit/initd/asterisk-kit-web"):
+                     "asterisk_kit/www/templates/base.html", "asterisk_kit/initd/asterisk-kit-web",
+                     "asterisk_kit/manager/asterisk-kit-blf.conf", "asterisk_kit/manager/asterisk-kit-dialer.conf",
+                     "asterisk_kit/manager/asterisk-kit.conf"):
         assert expected in names, expected
     ep = zipfile.ZipFile(whl).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "asterisk-kit = asterisk_kit.cli:main" in ep and "asterisk-kit-agi = asterisk_kit.agi:main" in ep
@@ -28,7 +30,7 @@ def test_wheel_contains_shipped_files_and_commands(tmp_path):
     assert r.returncode == 0, r.stderr
     code = ("import asterisk_kit, json; from asterisk_kit.resources import shipped; "
             "print(json.dumps([asterisk_kit.__file__] + [str(shipped(n)) for n in "
-            "('dialplan', 'www', 'init.d', 'templates')]))")
+            "('dialplan', 'www', 'init.d', 'templates', 'manager')]))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                        env=dict(os.environ, PYTHONPATH=str(target)), cwd=str(tmp_path))
     assert r.returncode == 0, r.stderr

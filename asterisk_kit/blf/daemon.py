@@ -15,7 +15,9 @@ import logging
 import signal
 from typing import Callable, Optional
 
-from .amiconn import AmiConnection, AmiLost
+from ..ami import ami_credentials
+from ..amiroles import refusal_hint
+from .amiconn import AmiActionError, AmiAuthError, AmiConnection, AmiLost
 from .board import Board
 from .cache import CacheWriter
 from .names import NameSource
@@ -91,7 +93,7 @@ class Daemon:
         self.names_now.set()
         if old.get_section("memcached") != new.get_section("memcached"):
             self.writer.reconnect(self._mc_factory(new))
-        if old["asterisk"] != new["asterisk"]:
+        if old["asterisk"] != new["asterisk"] or ami_credentials(old, "blf") != ami_credentials(new, "blf"):
             self.reconnect.set()
         else:
             self.resync.set()
@@ -111,19 +113,25 @@ class Daemon:
         delay = 1.0
         while not self.stopping.is_set():
             a = self.cfg["asterisk"]
+            user, secret = ami_credentials(self.cfg, "blf")     # [blf] ami_user, else [asterisk]'s
             self.reconnect.clear()
             self.booted = asyncio.Event()
-            conn = AmiConnection(a["ami_host"], a["ami_port"], a["ami_user"], a["ami_secret"], a["ami_timeout"],
-                                 self._on_event)
+            conn = AmiConnection(a["ami_host"], a["ami_port"], user, secret, a["ami_timeout"], self._on_event)
             self.synced = False
             try:
                 banner = await conn.connect()
                 self.conn = conn
                 self.connections += 1
-                self.log.info("AMI connected to %s:%s as %s (%s)", a["ami_host"], a["ami_port"], a["ami_user"], banner)
+                self.log.info("AMI connected to %s:%s as %s (%s)", a["ami_host"], a["ami_port"], user, banner)
                 await self._session(conn)
             except AmiLost as e:
                 self.log.warning("AMI: %s", e)
+            except AmiAuthError as e:
+                self.log.error("AMI: %s", e)
+            except AmiActionError as e:
+                # the AMI user lacks a class: say which, then retry (manager reload fixes it without a restart)
+                hint = f"; {refusal_hint(user, e.action)}" if e.permission_denied else ""
+                self.log.error("AMI: %s%s", e, hint)
             except Exception:
                 self.log.exception("AMI session failed")
             finally:
@@ -171,9 +179,7 @@ class Daemon:
                 self.resync.clear()
                 await self._snapshot(conn)
                 continue
-            resp = await conn.action("Ping")
-            if resp.get("Response") != "Success":
-                raise AmiLost(f"AMI Ping refused: {resp.get('Message', '')}")
+            await conn.action("Ping")       # a refusal raises AmiActionError, no answer AmiLost
 
     async def _snapshot(self, conn: AmiConnection) -> None:
         rows = await conn.list_action("ExtensionStateList", timeout=60, on_complete=self.board.snapshot)
@@ -183,6 +189,8 @@ class Daemon:
             await conn.list_action("PresenceStateList", timeout=30, on_complete=self._presence_rows)
         except AmiLost as e:
             self.log.debug("PresenceStateList: %s", e)
+        except AmiActionError as e:
+            self.log.warning("PresenceStateList: %s (presence not shown until the next snapshot)", e)
 
     def _presence_rows(self, rows) -> None:
         for r in rows:

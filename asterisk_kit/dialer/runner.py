@@ -38,22 +38,40 @@ class InProgress:
     def __init__(self, cfg, spool: Spool, log: logging.Logger):
         self.cfg, self.spool, self.log = cfg, spool, log
         self.ami = None
+        self.refused = False
+        self._refusal_logged = -1e9
 
     def channels(self) -> Optional[int]:
-        from ..ami import AmiClient, AmiError
+        from ..ami import AmiActionError, AmiClient, AmiError, ami_credentials
+        from ..amiroles import refusal_hint
+        self.refused = False
         try:
             if self.ami is None:
-                self.ami = AmiClient.from_config(self.cfg).connect()
+                self.ami = AmiClient.from_config(self.cfg, "dialer").connect()   # [dialer] ami_user, else [asterisk]
             _, events = self.ami.list_action("CoreShowChannels")
             return sum(1 for e in events if _LOCAL_CALL.match(e.get("Channel", "")))
+        except AmiActionError as e:
+            # Login or CoreShowChannels refused: counting zero calls would hand everything over at once.
+            self.refused = True
+            if time.monotonic() - self._refusal_logged > 60:
+                self._refusal_logged = time.monotonic()
+                user = ami_credentials(self.cfg, "dialer")[0]
+                hint = f"; {refusal_hint(user, e.action)}" if e.permission_denied else ""
+                self.log.error("cannot count calls in progress, nothing more handed over until AMI allows it: %s%s",
+                               e, hint)
+            self.close()
+            return None
         except (AmiError, OSError) as e:
             self.log.warning("cannot count calls through AMI (%s); counting call files only", e)
             self.close()
             return None
 
-    def count(self, run_id: int) -> int:
+    def count(self, run_id: int) -> Optional[int]:
+        """Calls in progress; None when AMI refuses to tell (then nothing is handed over)."""
         files = len(self.spool.waiting(run_id))
         chans = self.channels()
+        if self.refused:
+            return None
         return max(files, chans or 0)
 
     def close(self) -> None:
@@ -122,7 +140,8 @@ class Runner:
             if self._stopping(run_id):
                 return
             self.collect(run_id)
-            room = d["max_in_progress"] - self.in_progress.count(run_id)
+            busy = self.in_progress.count(run_id)
+            room = 0 if busy is None else d["max_in_progress"] - busy
             if room <= 0:
                 self.sleep(1.0)
                 continue
