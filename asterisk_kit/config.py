@@ -208,9 +208,12 @@ def _comagic_validate(v: Dict[str, Any]) -> List[Tuple[str, str]]:
 
 
 def _ami_role_validate(v: Dict[str, Any]) -> List[Tuple[str, str]]:
+    out = []
     if v["ami_user"] and not v["ami_secret"]:
-        return [("ami_secret", "required when ami_user is set")]
-    return []
+        out.append(("ami_secret", "required when ami_user is set"))
+    if v.get("action_ami_user") and not v.get("action_ami_secret"):
+        out.append(("action_ami_secret", "required when action_ami_user is set"))
+    return out
 
 
 def _ami_role_keys(role: str, snippet: str) -> Dict[str, Key]:
@@ -286,6 +289,21 @@ def _blf_groups(v: str) -> str:
     except PatternError as e:
         raise _Invalid(f"groups `Title: 101-110, 120; Other title: _2XX` ({e})") from None
     return v
+
+
+def _context(v: str) -> str:
+    s = v.strip()
+    if not re.fullmatch(r"[A-Za-z0-9_.\-]{1,79}", s):
+        raise _Invalid("a dialplan context name (letters, digits, _ . -)")
+    return s
+
+
+def _phone_channel(v: str) -> str:
+    # Goes into the rendered dialplan (Dial) and AMI fields: a fixed alphabet, {exten} exactly once.
+    s = v.strip()
+    if not re.fullmatch(r"[A-Za-z0-9_./@\-]*\{exten\}[A-Za-z0-9_./@\-]*", s):
+        raise _Invalid("a channel with {exten} once, e.g. PJSIP/{exten} (letters, digits, _ . / @ -)")
+    return s
 
 
 def _blf_names(v: str) -> str:
@@ -478,6 +496,24 @@ SCHEMA: Dict[str, Section] = {
                                                         "get 503 and retry."),
         "poll_ms": Key(_int_range(10, 5000), "50", "The web process checks memcached for a new version this often."),
         **_ami_role_keys("the BLF daemon", "asterisk-kit-blf.conf"),
+        # Panel actions (click-to-dial, transfer, pickup, hangup, queue pause): a second AMI user that
+        # only the web app holds, never the read-only daemon; empty: no actions.
+        "action_ami_user": Key(_str, "", "AMI user of the panel's actions (manager/asterisk-kit-panel.conf: "
+                                         "write = originate,call,agent,reporting); empty: actions disabled."),
+        "action_ami_secret": Key(_str, "", "Secret of that user. Better from ASTERISK_KIT_BLF_ACTION_AMI_SECRET.",
+                                 secret=True),
+        "phone_channel": Key(_phone_channel, "PJSIP/{exten}", "Device of an extension's phone; {exten} is the "
+                                                              "extension (finds its calls, rings it on click-to-dial)."),
+        "originate_context": Key(_context, "asterisk-kit-panel-ring", "Context of click-to-dial's first leg "
+                                                                     "(Local/EXT@this); the shipped one only rings "
+                                                                     "phone_channel."),
+        "dial_context": Key(_context, "from-internal", "Context that dials the target of click-to-dial, transfer "
+                                                       "and pickup (FreePBX: from-internal)."),
+        "ring_seconds": Key(_int_range(5, 120), "30", "How long click-to-dial rings the user's own phone."),
+        "queue_interface": Key(_phone_channel, "Local/{exten}@from-queue/n", "Queue member interface of an "
+                                                                             "extension (FreePBX: Local/{exten}@from-queue/n)."),
+        "actions_per_minute": Key(_int_range(1, 1000), "20", "Panel actions one user may send per minute; more: "
+                                                             "HTTP 429."),
     }, validate=_ami_role_validate),
     "dialer": Section("Autodialer (avtoobzvon): dialplan, call files and pacing.", {
         "dial_out": Key(_nonempty, "PJSIP/${NUMBER}@trunk",

@@ -94,6 +94,8 @@ def register(web) -> None:
     nets = web.cfg["blf"]["anonymous_networks"]
     limit = web.cfg["blf"]["max_viewers"]
     viewer = web.login_required(allow=lambda w: bool(nets) and w.ip_in(nets))
+    from . import actionweb
+    actionweb.register(web)     # POST /blf/action, GET /blf/permissions
 
     def labels():
         keys = [f"state.{s}" for s in SLUGS] + [f"blf.stale.{k}" for k in ("ami", "nodaemon", "stopped", "cache",

@@ -129,8 +129,9 @@ class WebKit:
 
     # ---- for page modules ----------------------------------------------------------------------
 
-    def nav(self, path: str, label_key: str) -> None:
-        self.menu.append((path, label_key))
+    def nav(self, path: str, label_key: str, visible: Optional[Callable] = None) -> None:
+        """A menu entry; `visible(web)` false hides it for this request (e.g. admin-only pages)."""
+        self.menu.append((path, label_key, visible))
 
     def strings(self, table: Dict[str, Dict[str, str]]) -> None:
         i18n.add(table)
@@ -139,7 +140,8 @@ class WebKit:
         s = self.session()
         base = {
             "_": self.t, "lang": self.lang(), "user": self.user(), "csrf": s.csrf if s else "",
-            "menu": self.menu if self.user() else [], "path": bottle.request.path,
+            "menu": [(p, k) for p, k, v in self.menu if v is None or v(self)] if self.user() else [],
+            "path": bottle.request.path,
             "quote": lambda v: quote(str(v), safe=""),
         }
         base.update(values)
@@ -190,6 +192,8 @@ def create_web(cfg, log: Optional[logging.Logger] = None) -> WebKit:
     auth.init(conn)
     sessions.prune(conn, web.session_ttl, web.session_max_age)
     _core_routes(web)
+    from . import users
+    users.register(web)         # /users, /users/audit: admin only
     for section, target in PAGES.items():
         if cfg.has(section):
             mod, _, fn = target.partition(":")
