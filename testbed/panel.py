@@ -102,7 +102,7 @@ class Pbx:
         """The kit's rendered dialplan (its originate context), as `asterisk-kit install` writes it."""
         from asterisk_kit.config import load
         from asterisk_kit.install import render_dialplan
-        self.a.add_test_dialplan("kit", render_dialplan(load(cfg)))
+        self.a.add_test_dialplan("kit", render_dialplan(load(str(cfg))))
 
     def start_phones(self) -> None:
         # One at a time: baresip binds UDP, TCP and TLS on ports of its own choosing, so a port picked

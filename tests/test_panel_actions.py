@@ -63,7 +63,8 @@ def login(site, user):
     r = s.post(site.url + "/login", data={"csrf": token, "user": user, "password": PASSWORD, "next": "/"},
                allow_redirects=False, timeout=10)
     assert r.status_code == 303, r.text
-    s.headers["X-CSRF-Token"] = re.search(r'name="csrf" value="([^"]+)"', s.get(site.url + "/", timeout=10).text).group(1)
+    home = s.get(site.url + "/", timeout=10).text
+    s.headers["X-CSRF-Token"] = re.search(r'name="csrf" value="([^"]+)"', home).group(1)
     s.headers["Accept"] = "application/json"
     return s
 

@@ -16,7 +16,8 @@ MAX_BODY = 4096
 STRINGS = {
     "ru": {
         "panel.bad_request": "Неверный запрос", "panel.bad_target": "Номер: только цифры, * # +",
-        "panel.disabled": "Действия панели не настроены", "panel.rate_limited": "Слишком много действий, подождите минуту",
+        "panel.disabled": "Действия панели не настроены",
+        "panel.rate_limited": "Слишком много действий, подождите минуту",
         "panel.forbidden": "Нет права на это действие", "panel.forbidden_target": "Этот номер вне ваших групп",
         "panel.no_extension": "Вам не назначен свой номер", "panel.no_call": "Нет звонка",
         "panel.not_ringing": "Этот номер не звонит", "panel.ami_failed": "Asterisk не выполнил действие",

@@ -14,7 +14,7 @@ from typing import Any
 PARTY_FIELDS = frozenset({
     "callerid", "callerid_num", "caller", "caller_num", "callee", "connected", "connected_num",
     "connectedline", "connectedlinenum", "peer", "peer_num", "number", "numbers", "other", "target",
-    "dialed", "exten_dialed", "src", "dst", "from", "to", "calleridnum", "connectedlinenum",
+    "dialed", "exten_dialed", "src", "dst", "from", "to", "calleridnum",
 })
 
 

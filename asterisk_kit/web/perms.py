@@ -132,7 +132,7 @@ def update(conn: sqlite3.Connection, name: str, extension: Optional[str] = None,
     allow_l, deny_l = check_perms(allow), check_perms(deny)
     only_l = check_perms(only) if only is not None else None
     ext = check_extension(extension) if extension is not None else None
-    grp = check_groups(groups) if groups is not None else False
+    grp = check_groups(groups) if groups is not None else None
     with storage.transaction(conn):
         cur = get(conn, name)
         if cur is None:
@@ -144,7 +144,10 @@ def update(conn: sqlite3.Connection, name: str, extension: Optional[str] = None,
                                   "(',' || perms || ',') LIKE '%,admin,%'", (name,)).fetchone()[0]
             if not others:
                 raise PermsError(f"{name!r} is the last admin: give `admin` to someone else first")
-        groups_text = (cur_groups_text(cur) if grp is False else ALL_GROUPS if grp is None else ",".join(grp))
+        if groups is None:
+            groups_text = cur_groups_text(cur)          # unchanged
+        else:
+            groups_text = ALL_GROUPS if grp is None else ",".join(grp)
         conn.execute("UPDATE web_user_perms SET extension = ?, perms = ?, groups = ? WHERE name = ?",
                      (cur.extension if ext is None else ext, ",".join(p for p in PERMISSIONS if p in new),
                       groups_text, name))
