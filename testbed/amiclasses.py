@@ -32,6 +32,14 @@ ACTIONS = [
     ("Command", False, {"Command": "dialplan show nimbox-hangup"}),
     ("ShowDialPlan", True, {"Context": "rec"}),
     ("Reload", False, {"Module": "pbx_config.so"}),
+    # The panel's actions (asterisk_kit/blf/actions.py), on things that do not exist: a refusal for
+    # another reason than the class still means the class was enough.
+    ("Originate", False, {"Channel": "Local/1@rec", "Context": "rec", "Exten": "s", "Priority": "1",
+                          "Async": "true"}),
+    ("Redirect", False, {"Channel": "PJSIP/none-00000000", "Context": "rec", "Exten": "s", "Priority": "1"}),
+    ("BlindTransfer", False, {"Channel": "PJSIP/none-00000000", "Context": "rec", "Exten": "s"}),
+    ("Hangup", False, {"Channel": "PJSIP/none-00000000"}),
+    ("QueuePause", False, {"Interface": "PJSIP/none", "Paused": "true"}),
 ]
 
 

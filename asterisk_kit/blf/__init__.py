@@ -16,6 +16,7 @@ CAPABILITY = Capability(
     pages="asterisk_kit.blf.web:register",
     doctor="asterisk_kit.blf:doctor_checks",
     status="asterisk_kit.blf.status:part",
+    dialplan=("panel.conf.j2",),        # click-to-dial's first leg (panel actions)
     services=("asterisk-kit-blf",),
     ami=True,
 )

@@ -1,9 +1,31 @@
 """Settings of the BLF panel: its [blf] section."""
 from __future__ import annotations
 
-from typing import Dict, List
+import re
+from typing import Any, Dict, List, Tuple
 
-from ..configtypes import Invalid, Key, Section, float_range, int_range, networks, words, yes_no
+from ..configtypes import Invalid, Key, Section, float_range, int_range, networks, text, words, yes_no
+
+def _context(v: str) -> str:
+    s = v.strip()
+    if not re.fullmatch(r"[A-Za-z0-9_.\-]{1,79}", s):
+        raise Invalid("a dialplan context name (letters, digits, _ . -)")
+    return s
+
+
+def _phone_channel(v: str) -> str:
+    # Goes into the rendered dialplan (Dial) and AMI fields: a fixed alphabet, {exten} exactly once.
+    s = v.strip()
+    if not re.fullmatch(r"[A-Za-z0-9_./@\-]*\{exten\}[A-Za-z0-9_./@\-]*", s):
+        raise Invalid("a channel with {exten} once, e.g. PJSIP/{exten} (letters, digits, _ . / @ -)")
+    return s
+
+
+def _actions_validate(v: Dict[str, Any]) -> List[Tuple[str, str]]:
+    if v.get("action_ami_user") and not v.get("action_ami_secret"):
+        return [("action_ami_secret", "required when action_ami_user is set")]
+    return []
+
 
 # Empty values (the defaults) skip blf.states: every config load parses [blf]'s defaults.
 
@@ -65,5 +87,23 @@ SECTIONS: Dict[str, Section] = {
         "max_viewers": Key(int_range(1, 10000), "200", "Live (SSE) viewers served at once per web process; more "
                                                         "get 503 and retry."),
         "poll_ms": Key(int_range(10, 5000), "50", "The web process checks memcached for a new version this often."),
-    }),
+        # Panel actions (click-to-dial, transfer, pickup, hangup, queue pause): a second AMI user that
+        # only the web app holds, never the read-only daemon; empty: no actions.
+        "action_ami_user": Key(text, "", "AMI user of the panel's actions (manager/asterisk-kit-panel-actions.conf: "
+                                         "write = originate,call,agent,reporting); empty: actions disabled."),
+        "action_ami_secret": Key(text, "", "Secret of that user. Better from ASTERISK_KIT_BLF_ACTION_AMI_SECRET.",
+                                 secret=True),
+        "phone_channel": Key(_phone_channel, "PJSIP/{exten}", "Device of an extension's phone; {exten} is the "
+                                                              "extension (finds its calls, rings it on click-to-dial)."),
+        "originate_context": Key(_context, "asterisk-kit-panel-ring", "Context of click-to-dial's first leg "
+                                                                     "(Local/EXT@this); the shipped one only rings "
+                                                                     "phone_channel."),
+        "dial_context": Key(_context, "from-internal", "Context that dials the target of click-to-dial, transfer "
+                                                       "and pickup (FreePBX: from-internal)."),
+        "ring_seconds": Key(int_range(5, 120), "30", "How long click-to-dial rings the user's own phone."),
+        "queue_interface": Key(_phone_channel, "Local/{exten}@from-queue/n", "Queue member interface of an "
+                                                                             "extension (FreePBX: Local/{exten}@from-queue/n)."),
+        "actions_per_minute": Key(int_range(1, 1000), "20", "Panel actions one user may send per minute; more: "
+                                                            "HTTP 429."),
+    }, validate=_actions_validate),
 }

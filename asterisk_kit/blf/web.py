@@ -14,7 +14,7 @@ import threading
 import bottle
 
 from .hub import Hub
-from .states import SLUGS
+from .states import SLUGS, parse_groups
 
 PRESENCE = ("away", "xa", "dnd", "chat", "unavailable")
 
@@ -91,9 +91,12 @@ def register(web) -> None:
     app, req, resp = web.app, bottle.request, bottle.response
     web.strings(STRINGS)
     web.nav("/blf", "nav.blf")
+    web.group_titles = lambda: [t for t, _ in parse_groups(web.cfg["blf"]["groups"])]
     nets = web.cfg["blf"]["anonymous_networks"]
     limit = web.cfg["blf"]["max_viewers"]
     viewer = web.login_required(allow=lambda w: bool(nets) and w.ip_in(nets))
+    from . import actionweb
+    actionweb.register(web)     # POST /blf/action, GET /blf/permissions
 
     def labels():
         keys = [f"state.{s}" for s in SLUGS] + [f"blf.stale.{k}" for k in ("ami", "nodaemon", "stopped", "cache",

@@ -61,6 +61,9 @@ class WebKit:
         self.secure = w["secure_cookies"] or bool(w["tls_cert"])
         auth.set_parallel_checks(w["password_checks"])
         self.trusted_proxies = w["trusted_proxies"]
+        # Titles of the groups a user may be limited to (the users page); a capability's pages that
+        # group extensions (the BLF panel) set it when they register.
+        self.group_titles: Callable[[], List[str]] = lambda: []
         www = shipped("www")
         self.static_root = str(www / "static")
         self.jinja = Environment(loader=FileSystemLoader(str(www / "templates")), autoescape=True,
@@ -122,8 +125,9 @@ class WebKit:
 
     # ---- for page modules ----------------------------------------------------------------------
 
-    def nav(self, path: str, label_key: str) -> None:
-        self.menu.append((path, label_key))
+    def nav(self, path: str, label_key: str, visible: Optional[Callable] = None) -> None:
+        """A menu entry; `visible(web)` false hides it for this request (e.g. admin-only pages)."""
+        self.menu.append((path, label_key, visible))
 
     def strings(self, table: Dict[str, Dict[str, str]]) -> None:
         i18n.add(table)
@@ -132,7 +136,8 @@ class WebKit:
         s = self.session()
         base = {
             "_": self.t, "lang": self.lang(), "user": self.user(), "csrf": s.csrf if s else "",
-            "menu": self.menu if self.user() else [], "path": bottle.request.path,
+            "menu": [(p, k) for p, k, v in self.menu if v is None or v(self)] if self.user() else [],
+            "path": bottle.request.path,
             "quote": lambda v: quote(str(v), safe=""),
         }
         base.update(values)
@@ -183,6 +188,8 @@ def create_web(cfg, log: Optional[logging.Logger] = None) -> WebKit:
     auth.init(conn)
     sessions.prune(conn, web.session_ttl, web.session_max_age)
     _core_routes(web)
+    from . import users
+    users.register(web)         # /users, /users/audit: admin only
     from ..capabilities import configured, resolve
     for cap in configured(cfg):
         if cap.pages:

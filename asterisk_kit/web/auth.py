@@ -61,9 +61,10 @@ class UserError(ValueError):
 
 
 def init(conn: sqlite3.Connection) -> None:
-    from . import sessions
+    from . import perms, sessions
     storage.migrate(conn, "web_auth", MIGRATIONS)
     sessions.init(conn)
+    perms.init(conn)
 
 
 def hash_password(password: str) -> str:
@@ -127,6 +128,8 @@ def add_user(conn: sqlite3.Connection, name: str, password: str) -> None:
             raise UserError(f"user {name!r} already exists (use `user passwd {name}` to change the password)")
         conn.execute("INSERT INTO web_users (name, password, created, changed) VALUES (?, ?, ?, ?)",
                      (name, hash_password(password), now, now))
+        from . import perms
+        perms.on_new_user(conn, name)       # the first account is the admin
 
 
 def set_password(conn: sqlite3.Connection, name: str, password: str) -> None:

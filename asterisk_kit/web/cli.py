@@ -1,4 +1,4 @@
-"""`asterisk-kit web` (serve the pages) and `asterisk-kit user add|passwd|list|delete`."""
+"""`asterisk-kit web` (serve the pages) and `asterisk-kit user add|passwd|list|delete|set|show|audit`."""
 from __future__ import annotations
 
 import getpass
@@ -27,6 +27,22 @@ def register(sub) -> None:
     a.set_defaults(func=cmd_delete)
     a = us.add_parser("list", help="list logins")
     a.set_defaults(func=cmd_list)
+    a = us.add_parser("set", help="own extension, permissions and BLF groups of a login")
+    a.add_argument("name")
+    a.add_argument("--extension", metavar="EXT", help="the user's own extension (digits; empty: none)")
+    a.add_argument("--allow", metavar="LIST", default="", help="permissions to add, comma-separated: "
+                   "view,dial,transfer,pickup,hangup,queue,queue_others,numbers,admin")
+    a.add_argument("--deny", metavar="LIST", default="", help="permissions to remove, comma-separated")
+    a.add_argument("--only", metavar="LIST", help="exactly these permissions (replaces the set)")
+    a.add_argument("--groups", metavar="LIST", help="BLF groups the user sees, comma-separated, or '*' for all")
+    a.set_defaults(func=cmd_set)
+    a = us.add_parser("show", help="a login's extension, permissions and groups")
+    a.add_argument("name")
+    a.set_defaults(func=cmd_show)
+    a = us.add_parser("audit", help="the panel's action log, newest first")
+    a.add_argument("--user", metavar="NAME", help="only this login")
+    a.add_argument("--limit", type=int, default=50, metavar="N")
+    a.set_defaults(func=cmd_audit)
 
 
 def cmd_web(ctx) -> int:
@@ -74,10 +90,11 @@ def _read_password(args) -> str:
 def _account(ctx, action) -> int:
     from .. import storage
     from .auth import UserError
+    from .perms import PermsError
     try:
         conn = storage.connect(ctx.cfg)
         action(conn)
-    except UserError as e:
+    except (UserError, PermsError) as e:
         print(f"asterisk-kit: {e}", file=sys.stderr)
         return 1
     _give_store_to_run_user(ctx.cfg)
@@ -123,10 +140,55 @@ def cmd_delete(ctx) -> int:
 
 
 def cmd_list(ctx) -> int:
-    from . import auth
+    from . import auth, perms
 
     def act(conn):
         for row in auth.list_users(conn):
+            p = perms.get(conn, row["name"])
             print(f"{row['name']}\tcreated {time.strftime('%Y-%m-%d %H:%M', time.localtime(row['created']))}"
-                  f"\tpassword changed {time.strftime('%Y-%m-%d %H:%M', time.localtime(row['changed']))}")
+                  f"\tpassword changed {time.strftime('%Y-%m-%d %H:%M', time.localtime(row['changed']))}"
+                  + (f"\t{_perms_line(p)}" if p else ""))
+    return _account(ctx, act)
+
+
+def _perms_line(p) -> str:
+    from .perms import PERMISSIONS, cur_groups_text
+    return (f"extension {p.extension or '-'}\tallow {','.join(x for x in PERMISSIONS if x in p.allowed) or '-'}"
+            f"\tgroups {cur_groups_text(p)}")
+
+
+def _split(v):
+    return [x for x in (v or "").split(",")]
+
+
+def cmd_set(ctx) -> int:
+    from . import perms
+    a = ctx.args
+
+    def act(conn):
+        p = perms.update(conn, a.name, extension=a.extension, allow=_split(a.allow), deny=_split(a.deny),
+                         only=_split(a.only) if a.only is not None else None,
+                         groups=_split(a.groups) if a.groups is not None else None)
+        print(f"{a.name}\t{_perms_line(p)}")
+    return _account(ctx, act)
+
+
+def cmd_show(ctx) -> int:
+    from . import perms
+
+    def act(conn):
+        p = perms.get(conn, ctx.args.name)
+        if p is None:
+            raise perms.PermsError(f"no such user {ctx.args.name!r}")
+        print(f"{p.name}\t{_perms_line(p)}")
+    return _account(ctx, act)
+
+
+def cmd_audit(ctx) -> int:
+    from . import audit
+
+    def act(conn):
+        for r in audit.recent(conn, max(1, ctx.args.limit), ctx.args.user):
+            print(f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(r['at']))}\t{r['user']}\t{r['action']}"
+                  f"\t{r['target'] or '-'}\t{r['result']}\t{r['address']}\t{r['detail']}")
     return _account(ctx, act)

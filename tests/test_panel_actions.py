@@ -1,0 +1,248 @@
+"""The panel's actions on the real testbed: baresip phones registered to PJSIP endpoints 101-103 of a
+private Asterisk 22, the panel's AMI user exactly as shipped (manager/asterisk-kit-panel-actions.conf), the
+kit's rendered originate context, an app_queue queue, and the real `asterisk-kit web` over HTTP.
+A refusal is checked on the Asterisk side too: the panel's AMI user never logs in for it."""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import pytest
+import requests
+
+from testbed.asterisk import free_port
+from testbed.baresip import BARESIP
+from testbed.browser import wait_for
+from testbed.kitcli import BIN, kit
+from testbed.panel import Pbx, kit_config
+from testbed.webserver import WebServer
+
+pytestmark = [pytest.mark.asterisk]
+PASSWORD = "panel actions 1"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    if not shutil.which(BARESIP):
+        pytest.skip("baresip is not installed (scripts/install-system-deps.sh installs it)")
+    d = tmp_path_factory.mktemp("panel")
+    pbx = Pbx(d).start()
+    srv = None
+    try:
+        cfg = kit_config(d / "kit", pbx.a)
+        pbx.install_kit_dialplan(cfg)
+        for name in ("admin", "op", "sales", "viewer"):
+            subprocess.run([str(BIN), "--config", str(cfg), "user", "add", name, "--password-stdin"],
+                           input=PASSWORD + "\n", text=True, check=True, capture_output=True)
+        kit(cfg, "user", "set", "op", "--extension", "101", "--allow", "dial,transfer,pickup,hangup,queue",
+            check=True)
+        kit(cfg, "user", "set", "sales", "--extension", "101", "--allow",
+            "dial,transfer,pickup,hangup,queue", "--groups", "Sales", check=True)
+        kit(cfg, "user", "set", "viewer", "--extension", "102", check=True)
+        pbx.start_phones()
+        srv = WebServer(cfg).start()
+        srv.cfg, srv.pbx = cfg, pbx
+        yield srv
+    finally:
+        if srv:
+            srv.stop()
+        pbx.stop()
+
+
+@pytest.fixture(autouse=True)
+def no_calls_left(site):
+    yield
+    site.pbx.hangup_all()
+
+
+def login(site, user):
+    s = requests.Session()
+    page = s.get(site.url + "/login", timeout=10)
+    token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+    r = s.post(site.url + "/login", data={"csrf": token, "user": user, "password": PASSWORD, "next": "/"},
+               allow_redirects=False, timeout=10)
+    assert r.status_code == 303, r.text
+    home = s.get(site.url + "/", timeout=10).text
+    s.headers["X-CSRF-Token"] = re.search(r'name="csrf" value="([^"]+)"', home).group(1)
+    s.headers["Accept"] = "application/json"
+    return s
+
+
+def act(s, site, action, target="", **extra):
+    return s.post(site.url + "/blf/action", json=dict(action=action, target=target, **extra), timeout=15)
+
+
+def accept(site, exten):
+    """Phone EXTEN answers once it rings."""
+    wait_for(lambda: site.pbx.channels_of(exten, "Ringing"), 15, what=f"{exten} ringing")
+    site.pbx.phones[exten].command("/accept")
+    wait_for(lambda: site.pbx.channels_of(exten, "Up"), 15, what=f"{exten} answered")
+
+
+def talking(site, caller, callee):
+    """CALLER's phone dials CALLEE, who answers: one bridged call."""
+    site.pbx.phones[caller].command(f"/dial {callee}")
+    accept(site, callee)
+
+
+def test_click_to_dial_rings_own_phone_then_the_target(site):
+    s = login(site, "op")
+    r = act(s, site, "dial", "102")
+    assert r.status_code == 200 and r.json()["ok"], r.text
+    # The user's own phone rings first (Asterisk's channels and the phone itself)...
+    wait_for(lambda: site.pbx.channels_of("101", "Ringing"), 10, what="101 ringing")
+    assert not site.pbx.channels_of("102"), "the target must not ring before the user answers"
+    wait_for(lambda: "Incoming call" in site.pbx.phones["101"].output(), 10, what="baresip 101 sees the call")
+    site.pbx.phones["101"].command("/accept")
+    # ...then the target.
+    wait_for(lambda: site.pbx.channels_of("102", "Ringing"), 10, what="102 ringing after 101 answered")
+    wait_for(lambda: "Incoming call from: 102 sip:101@" in site.pbx.phones["102"].output(), 10,
+             what="baresip 102 rung by 101")
+
+
+def test_blind_transfer_moves_a_talking_call(site):
+    talking(site, "103", "101")
+    caller = site.pbx.channels_of("103", "Up")[0]["Channel"]
+    s = login(site, "op")
+    r = act(s, site, "transfer", "102")
+    assert r.status_code == 200, r.text
+    wait_for(lambda: site.pbx.channels_of("102", "Ringing"), 10, what="102 ringing with the transferred call")
+    wait_for(lambda: not site.pbx.channels_of("101"), 10, what="101 out of the call")
+    site.pbx.phones["102"].command("/accept")
+    wait_for(lambda: site.pbx.channels_of("102", "Up"), 10, what="102 talking")
+    assert [c["Channel"] for c in site.pbx.channels_of("103", "Up")] == [caller], "the caller is the same channel"
+
+
+def test_pickup_moves_a_ringing_call_to_the_users_phone(site):
+    site.pbx.phones["103"].command("/dial 102")
+    wait_for(lambda: site.pbx.channels_of("102", "Ringing"), 10, what="102 ringing")
+    s = login(site, "op")
+    r = act(s, site, "pickup", "102")
+    assert r.status_code == 200, r.text
+    wait_for(lambda: site.pbx.channels_of("101", "Ringing"), 10, what="the call ringing on 101")
+    wait_for(lambda: not site.pbx.channels_of("102"), 10, what="102 no longer ringing")
+    site.pbx.phones["101"].command("/accept")
+    wait_for(lambda: site.pbx.channels_of("101", "Up") and site.pbx.channels_of("103", "Up"), 10,
+             what="103 talking to 101")
+
+
+def test_pickup_of_an_extension_not_ringing_is_a_clear_409(site):
+    s = login(site, "op")
+    r = act(s, site, "pickup", "102")
+    assert r.status_code == 409 and r.json()["reason"] == "panel.not_ringing"
+
+
+def test_hangup_ends_the_users_call(site):
+    talking(site, "103", "101")
+    s = login(site, "op")
+    r = act(s, site, "hangup")
+    assert r.status_code == 200, r.text
+    wait_for(lambda: not site.pbx.channels_of("101") and not site.pbx.channels_of("103"), 10,
+             what="the call ended")
+
+
+def queue_paused(site, interface="PJSIP/101"):
+    from asterisk_kit.ami import AmiClient
+    a = site.pbx.a
+    with AmiClient("127.0.0.1", a.ami_port, a.ami_user, a.ami_secret) as ami:
+        rows = ami.list_action("QueueStatus", Queue="support")[1]
+    member = [r for r in rows if r.get("Event") == "QueueMember" and r.get("Location") == interface]
+    assert member, rows
+    return member[0]["Paused"]
+
+
+def test_queue_pause_and_unpause_show_in_queue_status(site):
+    s = login(site, "op")
+    assert queue_paused(site) == "0"
+    assert act(s, site, "pause", queue="support").status_code == 200
+    assert queue_paused(site) == "1"
+    assert act(s, site, "unpause").status_code == 200
+    assert queue_paused(site) == "0"
+
+
+@pytest.mark.parametrize("user, action, target, reason", [
+    ("viewer", "dial", "101", "panel.forbidden"),               # no `dial`
+    ("viewer", "hangup", "", "panel.forbidden"),
+    ("sales", "dial", "103", "panel.forbidden_target"),         # 103 is in Support, sales sees Sales only
+    ("sales", "transfer", "103", "panel.forbidden_target"),
+    ("sales", "pickup", "103", "panel.forbidden_target"),
+    ("sales", "hangup", "103", "panel.forbidden_target"),
+    ("sales", "pause", "102", "panel.forbidden"),               # no `queue_others`
+])
+def test_refused_actions_send_nothing_to_asterisk(site, user, action, target, reason):
+    s = login(site, user)
+    before = site.pbx.panel_logins()
+    r = act(s, site, action, target)
+    assert r.status_code == 403 and r.json()["reason"] == reason, r.text
+    # Asterisk's log: the panel's AMI user did not even log in (and the positive control below does).
+    assert site.pbx.panel_logins() == before
+    out = kit(site.cfg, "user", "audit", "--user", user, "--limit", "1", check=True).stdout
+    assert f"\t{user}\t{action}\t{target or '-'}\trefused\t127.0.0.1\t" in out, out
+
+
+def test_an_allowed_action_does_log_in_to_asterisk(site):
+    """The positive control of the test above: the log line counted is the one an action writes."""
+    s = login(site, "sales")
+    before = site.pbx.panel_logins()
+    assert act(s, site, "unpause").status_code == 200
+    wait_for(lambda: site.pbx.panel_logins() == before + 1, 5, what="one panel login in Asterisk's log")
+
+
+def test_bad_input_and_no_csrf_are_refused_before_anything(site):
+    s = login(site, "op")
+    before = site.pbx.panel_logins()
+    for body in ({"action": "dial", "target": "102;Application: System"}, {"action": "dial", "target": "1" * 33},
+                 {"action": "explode"}, {"action": "dial"}, {"action": "pickup", "target": "*8"}, ["dial"]):
+        r = s.post(site.url + "/blf/action", json=body, timeout=10)
+        assert r.status_code == 400, (body, r.text)
+    r = s.post(site.url + "/blf/action", data=b"{not json", timeout=10)
+    assert r.status_code == 400
+    r = requests.post(site.url + "/blf/action", json={"action": "dial", "target": "102"}, timeout=10,
+                      cookies=s.cookies, headers={"Accept": "application/json"})
+    assert r.status_code == 403                                     # no CSRF token
+    r = requests.post(site.url + "/blf/action", json={"action": "dial", "target": "102"}, timeout=10,
+                      headers={"Accept": "application/json"})
+    assert r.status_code == 401                                     # no login
+    assert site.pbx.panel_logins() == before
+    assert not site.pbx.channels()
+
+
+def test_rate_limit_answers_429_per_user(site, tmp_path):
+    cfg = tmp_path / "kit.ini"
+    cfg.write_text(site.cfg.read_text().replace(str(site.cfg.parent), str(tmp_path))
+                   + "actions_per_minute = 2\n")
+    for name in ("viewer", "op"):
+        subprocess.run([str(BIN), "--config", str(cfg), "user", "add", name, "--password-stdin"],
+                       input=PASSWORD + "\n", text=True, check=True, capture_output=True)
+    srv = WebServer(cfg, port=free_port()).start()
+    try:
+        s = login(srv, "viewer")
+        assert [act(s, srv, "dial", "101").status_code for _ in range(3)] == [403, 403, 429]
+        r = act(s, srv, "dial", "101")
+        assert r.status_code == 429 and r.json()["reason"] == "panel.rate_limited"
+        # Another user is not held back by the first one's burst.
+        assert act(login(srv, "op"), srv, "dial", "101").status_code == 403
+        out = kit(cfg, "user", "audit", "--user", "viewer", check=True).stdout.splitlines()
+        assert [line.split("\t")[4] for line in out] == ["rate-limited", "rate-limited", "refused", "refused"]
+    finally:
+        srv.stop()
+
+
+def test_users_page_is_admin_only_and_sets_permissions(site):
+    s = login(site, "viewer")
+    assert s.get(site.url + "/users", timeout=10).status_code == 403
+    assert "/users" not in s.get(site.url + "/", headers={"Accept": "text/html"}, timeout=10).text
+    a = login(site, "admin")
+    page = a.get(site.url + "/users", headers={"Accept": "text/html"}, timeout=10)
+    assert page.status_code == 200 and 'id="user-viewer"' in page.text
+    r = a.post(site.url + "/users/viewer", data={"extension": "102", "perm": ["view", "dial"], "group": ["Sales"]},
+               headers={"Accept": "text/html"}, timeout=10)
+    assert r.status_code == 200, r.text
+    assert kit(site.cfg, "user", "show", "viewer", check=True).stdout.strip() == \
+        "viewer\textension 102\tallow view,dial\tgroups Sales"
+    # Back to what the other tests expect.
+    kit(site.cfg, "user", "set", "viewer", "--only", "view", "--groups", "*", check=True)
+    audit = a.get(site.url + "/users/audit", headers={"Accept": "text/html"}, timeout=10)
+    assert audit.status_code == 200 and 'id="audit"' in audit.text
+    assert s.get(site.url + "/users/audit", timeout=10).status_code == 403
