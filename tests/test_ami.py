@@ -31,16 +31,18 @@ NOCLASS = "kit-noclass"           # logs in, has no class at all: every role's a
 
 
 def add_role_users(a: Asterisk) -> None:
-    """The shipped blocks, as an admin would paste them, plus a user without classes."""
+    """The shipped blocks, as an admin would paste them, plus a user without classes. A role user
+    another test added first (test_blf adds the BLF block from docs/blf.md) is replaced, so there is
+    one block per user name and its secret is SECRET (testbed.blf.add_blf_ami_user reads it back)."""
     conf = a.etc_dir / "manager.conf"
     text = conf.read_text()
     if f"[{NOCLASS}]" in text:
         return
     for role in amiroles.ROLES:
         block = amiroles.snippet(role).replace("CHANGE-ME-long-random", SECRET)
-        # the BLF block is also what test_blf adds (from docs/blf.md): one copy per user name
-        if block.split("]", 1)[0] + "]" not in text:
-            text += "\n" + block
+        header = re.search(r"^\[[^\]]+\]", block, re.M).group(0)
+        text = re.sub(r"^" + re.escape(header) + r"\n(?:(?!\[).*(?:\n|$))*", "", text, flags=re.M)
+        text += "\n" + block
     text += f"\n[{NOCLASS}]\nsecret = {SECRET}\nread =\nwrite =\n"
     conf.write_text(text)
     a.cli("manager reload")
