@@ -624,9 +624,14 @@ def _schema_for(section_name: str) -> Optional[Section]:
     if section_name in SCHEMA and not SCHEMA[section_name].multi:
         return SCHEMA[section_name]
     kind, sep, inst = section_name.partition(":")
-    if sep and kind in SCHEMA and SCHEMA[kind].multi and re.fullmatch(r"[A-Za-z0-9_.-]+", inst):
+    if sep and kind in SCHEMA and SCHEMA[kind].multi and re.fullmatch(INSTANCE_NAME, inst):
         return SCHEMA[kind]
     return None
+
+
+# NAME of [kind:NAME] becomes part of file paths (temp folders, lock files): no dots, no slashes,
+# so "." or ".." can never make a derived path the data folder itself or its parent.
+INSTANCE_NAME = r"[A-Za-z0-9][A-Za-z0-9_-]*"
 
 
 def parse_text(text: str, path: Optional[Path], environ: Optional[Dict[str, str]] = None) -> Config:
@@ -647,6 +652,11 @@ def parse_text(text: str, path: Optional[Path], environ: Optional[Dict[str, str]
 
     for name in parser.sections():
         sch = _schema_for(name)
+        kind, sep, inst = name.partition(":")
+        if sch is None and sep and kind in SCHEMA and SCHEMA[kind].multi:
+            problems.append(f"{where}: [{name}]: section name {inst!r} not allowed: expected letters, digits, "
+                            f"'_' or '-', starting with a letter or digit")
+            continue
         if sch is None:
             known = ", ".join(f"[{k}:NAME]" if s.multi else f"[{k}]" for k, s in SCHEMA.items())
             problems.append(f"{where}: [{name}]: unknown section (known: {known})")
@@ -732,7 +742,8 @@ def example_text() -> str:
         header = f"[{name}:main]" if sch.multi else f"[{name}]"
         lines.append(f"# {sch.help}" + ("" if sch.required else " (optional section)"))
         if sch.multi:
-            lines.append(f"# One [{name}:NAME] section per instance; NAME is letters, digits, _ . -")
+            lines.append(f"# One [{name}:NAME] section per instance; NAME is letters, digits, _ and - "
+                         f"(starting with a letter or digit)")
         lines.append(header)
         for key, spec in sch.keys.items():
             lines.append(f"# {spec.help}" + ("" if spec.default is not None else " Required."))
