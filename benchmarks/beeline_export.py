@@ -8,15 +8,17 @@ delivered and peak RSS (ru_maxrss of the command). Checks every delivered file's
 
 Baseline, same run, same fake API and server: a bare sequential loop like the old script (list,
 then per record: download the mp3 into memory, upload it and the JSON under their final names; no
-checks, no state), records/s printed next to the kit's, and the ratio kit / bare.
+checks, no state), records/s printed next to the kit's, and the ratio kit / bare (medians of --repeat alternated runs:
+the kit's figure includes its process start, the loop's does not).
 
-    .venv/bin/python benchmarks/beeline_export.py [--records 200] [--sizes 1000000,5000000] [--dest ftp,sftp]
+    .venv/bin/python benchmarks/beeline_export.py [--records 200] [--sizes 1000000,5000000] [--dest ftp,sftp] [--repeat 3]
 """
 from __future__ import annotations
 
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -118,6 +120,7 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=200)
     ap.add_argument("--sizes", default="1000000,5000000")
     ap.add_argument("--dest", default="ftp,sftp")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each (kit, bare alternated); medians printed")
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="beeline-bench-"))
     procs = []
@@ -135,33 +138,40 @@ def main() -> None:
                                  "http://")
             procs.append(api)
             for dest in a.dest.split(","):
-                run = work / f"run-{dest}-{size}"
-                run.mkdir()
-                if dest == "ftp":
-                    url, out_dir, extra = ftp_url + f"/{run.name}", work / "ftp-root" / "incoming" / run.name, f"password = {FTP_PASSWORD}\n"
-                    bare_dir = work / "ftp-root" / "incoming" / f"bare-{run.name}"
-                    bare_url = ftp_url + f"/{bare_dir.name}"
-                    bare_extra = {"password": FTP_PASSWORD}
-                else:
-                    out_dir = work / "sftp-out" / run.name
-                    url = sshd.url(str(out_dir))
-                    extra = f"key_file = {sshd.client_key}\nknown_hosts = {work / 'known_hosts'}\n"
-                    bare_dir = work / "sftp-out" / f"bare-{run.name}"
-                    bare_url = sshd.url(str(bare_dir))
-                    bare_extra = {"key_file": str(sshd.client_key), "known_hosts": str(work / "known_hosts")}
-                ini = run / "kit.ini"
-                ini.write_text(f"[general]\ndata_dir = {run}/data\n[log]\ndir = {run}/log\n"
-                               f"[asterisk]\nami_user = x\nami_secret = y\nrun_user =\n"
-                               f"[beeline:bench]\ntoken = tok-0001\napi_url = {api_url}\ndestination = {url}\n{extra}")
-                seconds, rss, line = run_sync_rss(ini)
-                files = list(out_dir.glob("*.mp3"))
-                assert len(files) == a.records and all(f.stat().st_size == size for f in files), line
-                assert len(list(out_dir.glob("*.json"))) == a.records
+                kit_s, bare_s, rss = [], [], 0.0
+                for rep in range(a.repeat):     # alternated, so both meet the same machine load
+                    run = work / f"run-{dest}-{size}-{rep}"
+                    run.mkdir()
+                    if dest == "ftp":
+                        out_dir = work / "ftp-root" / "incoming" / run.name
+                        url, extra = ftp_url + f"/{run.name}", f"password = {FTP_PASSWORD}\n"
+                        bare_dir = work / "ftp-root" / "incoming" / f"bare-{run.name}"
+                        bare_url = ftp_url + f"/{bare_dir.name}"
+                        bare_extra = {"password": FTP_PASSWORD}
+                    else:
+                        out_dir = work / "sftp-out" / run.name
+                        url = sshd.url(str(out_dir))
+                        extra = f"key_file = {sshd.client_key}\nknown_hosts = {work / 'known_hosts'}\n"
+                        bare_dir = work / "sftp-out" / f"bare-{run.name}"
+                        bare_url = sshd.url(str(bare_dir))
+                        bare_extra = {"key_file": str(sshd.client_key), "known_hosts": str(work / "known_hosts")}
+                    ini = run / "kit.ini"
+                    ini.write_text(f"[general]\ndata_dir = {run}/data\n[log]\ndir = {run}/log\n"
+                                   f"[asterisk]\nami_user = x\nami_secret = y\nrun_user =\n"
+                                   f"[beeline:bench]\ntoken = tok-0001\napi_url = {api_url}\ndestination = {url}\n{extra}")
+                    seconds, peak, line = run_sync_rss(ini)
+                    files = list(out_dir.glob("*.mp3"))
+                    assert len(files) == a.records and all(f.stat().st_size == size for f in files), line
+                    assert len(list(out_dir.glob("*.json"))) == a.records
+                    shutil.rmtree(out_dir)
+                    bare = bare_loop(api_url, dest, bare_url, bare_extra, a.records)
+                    assert len(list(bare_dir.glob("*.mp3"))) == a.records
+                    shutil.rmtree(bare_dir)
+                    kit_s.append(seconds)
+                    bare_s.append(bare)
+                    rss = max(rss, peak)
+                seconds, bare = statistics.median(kit_s), statistics.median(bare_s)
                 total = size * a.records / 1e6
-                shutil.rmtree(out_dir)
-                bare = bare_loop(api_url, dest, bare_url, bare_extra, a.records)
-                assert len(list(bare_dir.glob("*.mp3"))) == a.records
-                shutil.rmtree(bare_dir)
                 kit_rate, bare_rate = a.records / seconds, a.records / bare
                 print(f"{dest:<5} {a.records:>7} {size / 1e6:>8.1f} {total:>9.0f} {seconds:>8.1f} "
                       f"{total / seconds:>7.1f} {rss:>12.1f} {kit_rate:>10.1f} {bare_rate:>11.1f} "

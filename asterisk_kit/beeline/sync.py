@@ -42,8 +42,8 @@ from .render import Renderer, TemplateError
 log = logging.getLogger("asterisk_kit.beeline.sync")
 
 REQUIRED_FIELDS = ("id", "date", "direction", "phone", "abonent")
-WORKERS = 3          # records downloading/uploading at once (bounded: WORKERS temp mp3 files at most)
-UPLOADERS = 2        # connections to the customer's server
+WORKERS = 4          # records downloading/uploading at once (bounded: WORKERS temp mp3 files at most)
+UPLOADERS = 3        # connections to the customer's server
 COMMIT_EVERY = 0.5   # seconds between cursor commits; records past the committed cursor keep their temp file
 REFUSED_IN_A_ROW = 3  # this many records refused in a row: the destination refuses, stop the run
 
