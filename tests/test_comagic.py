@@ -229,18 +229,29 @@ def test_split_is_planned_from_a_count_and_no_row_is_fetched_twice(fakes):
 
 def test_transform_types_are_explicit_and_bad_values_are_named():
     cols = transform.table_columns(["id", "start_time", "is_lost", "tags", "attributes", "sale_cost"])
-    empty = transform.to_arrow(transform.to_frame([], cols), cols)
-    nulls = transform.to_arrow(transform.to_frame([{"id": 1, "start_time": "2026-01-01 10:00:00"}], cols), cols)
-    assert empty.schema == nulls.schema
-    df = transform.to_frame([{"id": 7, "start_time": "2026-01-02 23:59:59", "is_lost": True,
-                              "tags": [{"tag_id": 1, "tag_name": "Заявка"}, {"tag_id": 2, "tag_name": "VIP"}],
-                              "attributes": ["target"], "sale_cost": 12.5}], cols)
-    assert df.loc[0, "tags"] == ["Заявка", "VIP"] and df.loc[0, "attributes"] == ["target"]
-    assert df.loc[0, transform.PARTITION] == dt.date(2026, 1, 2)
+    empty = transform.page_table([], cols)
+    nulls = transform.page_table([{"id": 1, "start_time": "2026-01-01 10:00:00"}], cols)
+    assert empty.schema == nulls.schema == transform.arrow_schema(cols)
+    t = transform.page_table([{"id": 7, "start_time": "2026-01-02 23:59:59", "is_lost": True,
+                               "tags": [{"tag_id": 1, "tag_name": "Заявка"}, {"tag_id": 2, "tag_name": "VIP"}],
+                               "attributes": ["target"], "sale_cost": 12.5}], cols).to_pylist()[0]
+    assert t["tags"] == ["Заявка", "VIP"] and t["attributes"] == ["target"] and t["is_lost"] is True
+    assert t[transform.PARTITION] == dt.date(2026, 1, 2) and t["start_time"] == dt.datetime(2026, 1, 2, 23, 59, 59)
+    assert nulls.to_pylist()[0]["tags"] == [] and nulls.to_pylist()[0]["sale_cost"] is None
     with pytest.raises(transform.TransformError, match="field id"):
-        transform.to_frame([{"id": "abc", "start_time": "2026-01-01 10:00:00"}], cols)
+        transform.page_table([{"id": "abc", "start_time": "2026-01-01 10:00:00"}], cols)
+    mixed = transform.page_table([{"id": 1.0, "start_time": "2026-01-01 10:00:00", "attributes": ["a", None],
+                                   "tags": None}], cols).to_pylist()[0]
+    assert mixed["id"] == 1 and mixed["attributes"] == ["a"] and mixed["tags"] == []
+    for bad in (1.5, True, "7"):
+        with pytest.raises(transform.TransformError, match="field id"):
+            transform.page_table([{"id": bad, "start_time": "2026-01-01 10:00:00"}], cols)
+    with pytest.raises(transform.TransformError, match="field is_lost"):
+        transform.page_table([{"id": 1, "start_time": "2026-01-01 10:00:00", "is_lost": "yes"}], cols)
     with pytest.raises(transform.TransformError, match="start_time"):
-        transform.to_frame([{"id": 1, "start_time": "01.01.2026"}], cols)
+        transform.page_table([{"id": 1, "start_time": "01.01.2026"}], cols)
+    with pytest.raises(transform.TransformError, match="without start_time"):
+        transform.page_table([{"id": 1, "start_time": None}], cols)
 
 
 def test_progress_line_on_a_terminal():

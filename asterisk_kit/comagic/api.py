@@ -177,7 +177,8 @@ class ComagicClient:
             self._respect_limits()          # counts this request in flight until it is answered
             try:
                 try:
-                    return self._post(method, dict(params, access_token=self._token))
+                    used = self._token
+                    return self._post(method, dict(params, access_token=used))
                 finally:
                     with self._limits_lock:
                         self._in_flight -= 1
@@ -185,7 +186,9 @@ class ComagicClient:
                 if e.mnemonic in _TOKEN_EXPIRED and not self._permanent and not relogged:
                     log.info("CoMagic token %s; logging in again", e.mnemonic)
                     relogged = True
-                    self._token = None
+                    with self._login_lock:
+                        if self._token == used:     # not already renewed by the other page in flight
+                            self._token = None
                     continue
                 raise
             except RateLimitError as e:
@@ -263,8 +266,10 @@ class ComagicClient:
 
     def iter_calls(self, start: dt.datetime, end: dt.datetime, fields: Sequence[str], *,
                    page_limit: int = 10000, max_rows: int = 100000,
-                   on_page: Optional[Callable[[int, int], None]] = None) -> Iterator[List[dict]]:
-        """Yield pages of the calls that started in [START, END) (END exclusive).
+                   on_page: Optional[Callable[[int, int], None]] = None,
+                   on_range: Optional[Callable[[dt.datetime], None]] = None) -> Iterator[List[dict]]:
+        """Yield pages of the calls that started in [START, END) (END exclusive). Ranges are done in
+        time order; ON_RANGE(b) says every call before b has been yielded.
 
         Each range is first counted with a one-row request (metadata.total_items); a range holding
         more than MAX_ROWS is split in halves before any full page is fetched. Ranges end one second
@@ -281,6 +286,8 @@ class ComagicClient:
                 if total > max_rows:
                     raise PagingReachError(f"{total} rows in {a} .. {till}, more than max_rows_per_range = {max_rows}")
                 yield from self._pages(a, till, fields, page_limit, first, total, on_page)
+                if on_range:
+                    on_range(b)
             except (DateIntervalError, PagingReachError) as e:
                 if (b - a).total_seconds() < 2:
                     raise
