@@ -73,6 +73,24 @@ class Uploader:
         self.dest, self.c = dest, c
         self.connected = False
 
+    def connect(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def size(self, name: str) -> Optional[int]:
+        raise NotImplementedError
+
+    def put(self, src: Source, name: str) -> None:
+        raise NotImplementedError
+
+    def rename(self, src: str, dst: str) -> None:
+        raise NotImplementedError
+
+    def delete(self, name: str) -> None:
+        raise NotImplementedError
+
     def __enter__(self):
         return self
 

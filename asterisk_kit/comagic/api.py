@@ -337,7 +337,7 @@ class ComagicClient:
                     if on_page:
                         on_page(len(data), total)
                     yield data
-                    data = None  # let the page go before the next one arrives
+                    del data  # let the page go before the next one arrives
             finally:
                 for f in futures:
                     f.cancel()
