@@ -185,9 +185,14 @@ def _schema_for(section_name: str) -> Optional[Section]:
     if section_name in sch and not sch[section_name].multi:
         return sch[section_name]
     kind, sep, inst = section_name.partition(":")
-    if sep and kind in sch and sch[kind].multi and re.fullmatch(r"[A-Za-z0-9_.-]+", inst):
+    if sep and kind in sch and sch[kind].multi and re.fullmatch(INSTANCE_NAME, inst):
         return sch[kind]
     return None
+
+
+# NAME of [kind:NAME] becomes part of file paths (temp folders, lock files): no dots, no slashes,
+# so "." or ".." can never make a derived path the data folder itself or its parent.
+INSTANCE_NAME = r"[A-Za-z0-9][A-Za-z0-9_-]*"
 
 
 def _parser() -> configparser.ConfigParser:
@@ -234,6 +239,11 @@ def parse_sources(sources: Sequence[Tuple[Optional[Path], str]], path: Optional[
 
     for name, keys in raw.items():
         sch = _schema_for(name)
+        kind, sep, inst = name.partition(":")
+        if sch is None and sep and kind in sch_all and sch_all[kind].multi:
+            problems.append(f"{section_file[name]}: [{name}]: section name {inst!r} not allowed: expected letters, digits, "
+                            f"'_' or '-', starting with a letter or digit")
+            continue
         if sch is None:
             known = ", ".join(f"[{k}:NAME]" if s.multi else f"[{k}]" for k, s in sch_all.items())
             problems.append(f"{section_file[name]}: [{name}]: unknown section (known: {known})")
@@ -338,7 +348,8 @@ def example_text() -> str:
         header = f"[{name}:main]" if sch.multi else f"[{name}]"
         lines.append(f"# {header} {sch.help}")
         if sch.multi:
-            lines.append(f"# One [{name}:NAME] section per instance; NAME is letters, digits, _ . -")
+            lines.append(f"# One [{name}:NAME] section per instance; NAME is letters, digits, _ and - "
+                         f"(starting with a letter or digit)")
         lines.append(c + header)
         for key, spec in sch.keys.items():
             lines.append(f"{c}# {spec.help}" + ("" if spec.default is not None else " Required."))

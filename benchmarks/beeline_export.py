@@ -6,13 +6,19 @@ Runs the real command as a subprocess (the way cron does); the fake API and the 
 their own processes, so the figures are the command's own: wall-clock seconds, MB/s of audio
 delivered and peak RSS (ru_maxrss of the command). Checks every delivered file's size.
 
-    .venv/bin/python benchmarks/beeline_export.py [--records 200] [--sizes 1000000,5000000] [--dest ftp,sftp]
+Baseline, same run, same fake API and server: a bare sequential loop like the old script (list,
+then per record: download the mp3 into memory, upload it and the JSON under their final names; no
+checks, no state), records/s printed next to the kit's, and the ratio kit / bare (medians of --repeat alternated runs:
+the kit's figure includes its process start, the loop's does not).
+
+    .venv/bin/python benchmarks/beeline_export.py [--records 200] [--sizes 1000000,5000000] [--dest ftp,sftp] [--repeat 3]
 """
 from __future__ import annotations
 
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -52,16 +58,75 @@ def run_sync_rss(ini: Path) -> tuple:
     return seconds, usage.ru_maxrss / 1024.0, text
 
 
+def bare_loop(api_url: str, dest: str, url: str, extra: dict, records: int) -> float:
+    """The old script's shape, minus its sleep: sequential download-then-upload. Returns seconds."""
+    import ftplib
+    import io
+    import json
+    from urllib.parse import urlsplit
+
+    import paramiko
+    import requests
+    t = time.monotonic()
+    s = requests.Session()
+    s.headers["X-MPBX-API-AUTH-TOKEN"] = "tok-0001"
+    u = urlsplit(url)
+    if dest == "ftp":
+        ftp = ftplib.FTP()
+        ftp.connect(u.hostname, u.port)
+        ftp.login(u.username, extra["password"])
+        try:
+            ftp.mkd(u.path)
+        except ftplib.error_perm:
+            pass
+        ftp.cwd(u.path)
+        put = lambda data, name: ftp.storbinary(f"STOR {name}", io.BytesIO(data), 256 * 1024)  # noqa: E731
+    else:
+        ssh = paramiko.SSHClient()
+        ssh.load_host_keys(extra["known_hosts"])
+        ssh.connect(u.hostname, port=u.port, username=u.username, key_filename=extra["key_file"],
+                    allow_agent=False, look_for_keys=False)
+        sftp = ssh.open_sftp()
+        try:
+            sftp.mkdir(u.path)
+        except IOError:
+            pass
+        sftp.chdir(u.path)
+        put = lambda data, name: sftp.putfo(io.BytesIO(data), name, len(data), None, False)  # noqa: E731
+    cursor, done = "", 0
+    while done < records:
+        page = s.get(api_url + "/records", params={"id": cursor} if cursor else {}, timeout=60).json()
+        if not page:
+            break
+        for rec in page:
+            rid = rec["id"]
+            body = json.dumps({"employeeId": rec["abonent"]["phone"], "direction": "in", "language": "ru",
+                               "respondentNumber": rec["phone"], "dateTime": "2026-01-01T00:00:00"},
+                              ensure_ascii=False).encode()
+            audio = s.get(f"{api_url}/v2/records/{rid}/download", timeout=60).content
+            put(audio, f"{rid}.mp3")
+            put(body, f"{rid}.json")
+            cursor, done = rid, done + 1
+    seconds = time.monotonic() - t
+    if dest == "ftp":
+        ftp.quit()
+    else:
+        ssh.close()
+    return seconds
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--records", type=int, default=200)
     ap.add_argument("--sizes", default="1000000,5000000")
     ap.add_argument("--dest", default="ftp,sftp")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each (kit, bare alternated); medians printed")
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="beeline-bench-"))
     procs = []
     sshd = None
-    print(f"{'dest':<5} {'records':>7} {'file MB':>8} {'total MB':>9} {'seconds':>8} {'MB/s':>7} {'peak RSS MB':>12}")
+    print(f"{'dest':<5} {'records':>7} {'file MB':>8} {'total MB':>9} {'seconds':>8} {'MB/s':>7} {'peak RSS MB':>12} "
+          f"{'kit rec/s':>10} {'bare rec/s':>11} {'kit/bare':>9}")
     try:
         ftp, ftp_url = start(["testbed.ftpservers", str(work / "ftp-root")], "ftp://")
         procs.append(ftp)
@@ -73,26 +138,44 @@ def main() -> None:
                                  "http://")
             procs.append(api)
             for dest in a.dest.split(","):
-                run = work / f"run-{dest}-{size}"
-                run.mkdir()
-                if dest == "ftp":
-                    url, out_dir, extra = ftp_url + f"/{run.name}", work / "ftp-root" / "incoming" / run.name, f"password = {FTP_PASSWORD}\n"
-                else:
-                    out_dir = work / "sftp-out" / run.name
-                    url = sshd.url(str(out_dir))
-                    extra = f"key_file = {sshd.client_key}\nknown_hosts = {work / 'known_hosts'}\n"
-                ini = run / "kit.ini"
-                ini.write_text(f"[general]\ndata_dir = {run}/data\n[log]\ndir = {run}/log\n"
-                               f"[asterisk]\nami_user = x\nami_secret = y\nrun_user =\n"
-                               f"[beeline:bench]\ntoken = tok-0001\napi_url = {api_url}\ndestination = {url}\n{extra}")
-                seconds, rss, line = run_sync_rss(ini)
-                files = list(out_dir.glob("*.mp3"))
-                assert len(files) == a.records and all(f.stat().st_size == size for f in files), line
-                assert len(list(out_dir.glob("*.json"))) == a.records
+                kit_s, bare_s, rss = [], [], 0.0
+                for rep in range(a.repeat):     # alternated, so both meet the same machine load
+                    run = work / f"run-{dest}-{size}-{rep}"
+                    run.mkdir()
+                    if dest == "ftp":
+                        out_dir = work / "ftp-root" / "incoming" / run.name
+                        url, extra = ftp_url + f"/{run.name}", f"password = {FTP_PASSWORD}\n"
+                        bare_dir = work / "ftp-root" / "incoming" / f"bare-{run.name}"
+                        bare_url = ftp_url + f"/{bare_dir.name}"
+                        bare_extra = {"password": FTP_PASSWORD}
+                    else:
+                        out_dir = work / "sftp-out" / run.name
+                        url = sshd.url(str(out_dir))
+                        extra = f"key_file = {sshd.client_key}\nknown_hosts = {work / 'known_hosts'}\n"
+                        bare_dir = work / "sftp-out" / f"bare-{run.name}"
+                        bare_url = sshd.url(str(bare_dir))
+                        bare_extra = {"key_file": str(sshd.client_key), "known_hosts": str(work / "known_hosts")}
+                    ini = run / "kit.ini"
+                    ini.write_text(f"[general]\ndata_dir = {run}/data\n[log]\ndir = {run}/log\n"
+                                   f"[asterisk]\nami_user = x\nami_secret = y\nrun_user =\n"
+                                   f"[beeline:bench]\ntoken = tok-0001\napi_url = {api_url}\ndestination = {url}\n{extra}")
+                    seconds, peak, line = run_sync_rss(ini)
+                    files = list(out_dir.glob("*.mp3"))
+                    assert len(files) == a.records and all(f.stat().st_size == size for f in files), line
+                    assert len(list(out_dir.glob("*.json"))) == a.records
+                    shutil.rmtree(out_dir)
+                    bare = bare_loop(api_url, dest, bare_url, bare_extra, a.records)
+                    assert len(list(bare_dir.glob("*.mp3"))) == a.records
+                    shutil.rmtree(bare_dir)
+                    kit_s.append(seconds)
+                    bare_s.append(bare)
+                    rss = max(rss, peak)
+                seconds, bare = statistics.median(kit_s), statistics.median(bare_s)
                 total = size * a.records / 1e6
+                kit_rate, bare_rate = a.records / seconds, a.records / bare
                 print(f"{dest:<5} {a.records:>7} {size / 1e6:>8.1f} {total:>9.0f} {seconds:>8.1f} "
-                      f"{total / seconds:>7.1f} {rss:>12.1f}", flush=True)
-                shutil.rmtree(out_dir)
+                      f"{total / seconds:>7.1f} {rss:>12.1f} {kit_rate:>10.1f} {bare_rate:>11.1f} "
+                      f"{kit_rate / bare_rate:>9.2f}", flush=True)
             api.terminate()
             api.wait()
             procs.remove(api)

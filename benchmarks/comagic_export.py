@@ -5,13 +5,21 @@ Runs the real command as a subprocess (the way cron does) with the default pagin
 once into the local DuckDB file and once into the fake BigQuery endpoint, and prints wall-clock
 seconds and the command's peak RSS (the fakes run in their own processes, not counted).
 
-    .venv/bin/python benchmarks/comagic_export.py [--calls 150000] [--only local|bigquery]
+Baseline, same run, same fake API: a bare fetch of the same rows, a sequential loop of
+get.calls_report requests (day by day, 10000-row pages, JSON parsed, nothing converted or written),
+timed in this process, then the ratio bare seconds / export seconds (>= 1: the whole export is at
+least as fast as only fetching). Medians of --repeat alternated runs.
+
+    .venv/bin/python benchmarks/comagic_export.py [--calls 150000] [--only local|bigquery] [--repeat 3]
 """
 from __future__ import annotations
 
 import argparse
 import os
+import datetime as dt
+import json
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -19,6 +27,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 BIN = Path(sys.executable).parent / "asterisk-kit"
 
 
@@ -45,10 +54,40 @@ def run_export(ini: Path) -> tuple:
     return seconds, usage.ru_maxrss / 1024.0, out.strip()
 
 
+def bare_fetch(api_url: str, calls: int) -> float:
+    """Only fetch: every call of 2026-01-01 .. 07, sequentially, with the kit's default fields."""
+    import requests
+
+    from asterisk_kit.config import SCHEMA
+    fields = [f.strip() for f in SCHEMA["comagic"].keys["fields"].default.split(",")]
+    t = time.monotonic()
+    s = requests.Session()
+    token = s.post(api_url, json={"jsonrpc": "2.0", "id": 1, "method": "login.user",
+                                  "params": {"login": "analytics", "password": "secret-pw"}},
+                   timeout=60).json()["result"]["data"]["access_token"]
+    got = 0
+    for d in range(7):
+        day = dt.datetime(2026, 1, 1) + dt.timedelta(days=d)
+        offset, total = 0, 1
+        while offset < total:
+            r = s.post(api_url, json={"jsonrpc": "2.0", "id": 2, "method": "get.calls_report", "params": {
+                "access_token": token, "date_from": f"{day:%Y-%m-%d %H:%M:%S}",
+                "date_till": f"{day + dt.timedelta(days=1) - dt.timedelta(seconds=1):%Y-%m-%d %H:%M:%S}",
+                "fields": fields, "limit": 10000, "offset": offset}}, timeout=120)
+            result = json.loads(r.content)["result"]
+            total = result["metadata"]["total_items"]
+            offset += len(result["data"])
+        got += offset
+    seconds = time.monotonic() - t
+    assert got == calls, (got, calls)
+    return seconds
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--calls", type=int, default=150000)
     ap.add_argument("--only", choices=("local", "bigquery"))
+    ap.add_argument("--repeat", type=int, default=3)
     a = ap.parse_args()
     api, api_url = start("testbed.fakes.comagic", "--calls", str(a.calls), "--days", "7")
     procs = [api]
@@ -67,9 +106,16 @@ def main() -> None:
             ini.write_text(f"[general]\ndata_dir = {tmp}/data\n[log]\ndir = {tmp}/log\n"
                            f"[asterisk]\nami_user = x\nami_secret = y\n"
                            f"[comagic]\napi_url = {api_url}\nlogin = analytics\npassword = secret-pw\n{extra}")
-            seconds, rss_mb, summary = run_export(ini)
-            print(f"{dest:>8}: {a.calls} calls in {seconds:.1f} s, peak RSS {rss_mb:.0f} MiB")
-            print(f"          {summary}")
+            runs, bare = [], []
+            for _ in range(a.repeat):       # alternated, so both meet the same machine load
+                runs.append(run_export(ini))
+                bare.append(bare_fetch(api_url, a.calls))
+            seconds = statistics.median(r[0] for r in runs)
+            rss_mb = max(r[1] for r in runs)
+            b = statistics.median(bare)
+            print(f"{dest:>8}: {a.calls} calls in {seconds:.1f} s, peak RSS {rss_mb:.0f} MiB; bare fetch of the "
+                  f"same rows {b:.1f} s; bare / export = {b / seconds:.2f}")
+            print(f"          {runs[-1][2]}")
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)

@@ -129,6 +129,14 @@ def test_default_template_reproduces_the_old_format():
     assert json.loads(render.Renderer("", "UTC").render(rec))["direction"] == ""
 
 
+@pytest.mark.parametrize("direction", ["inbound", "outbound", "Inbound", "", None])
+def test_direction_other_than_the_documented_values_is_empty_as_the_old_script_wrote(direction):
+    # The old script compared with == "OUTBOUND" / == "INBOUND"; the customer's consumers have only
+    # ever seen "" for anything else, so lower case is not guessed at.
+    rec = {"id": "1", "phone": "7", "direction": direction, "date": 0, "abonent": {"phone": "1"}}
+    assert json.loads(render.Renderer("", "UTC").render(rec))["direction"] == ""
+
+
 def test_custom_template_keeps_non_ascii_and_must_be_json(tmp_path):
     t = tmp_path / "t.j2"
     t.write_text('{"who": {{ record.abonent.firstName | json }}, "id": {{ id | json }}}', encoding="utf-8")
@@ -359,24 +367,98 @@ def test_persistent_api_faults_fail_the_run_with_a_clear_line(tmp_path, fake, ft
     assert not sync.skipped(sync.open_store(load(cfgp)))     # not the records' fault: nothing skipped
 
 
-def test_json_error_body_is_never_saved_and_bad_record_is_skipped_after_n_attempts(tmp_path, fake, ftp):
-    f = fake(records=5, size=50_000)
+def test_a_bad_record_does_not_hold_back_the_others_and_is_retried_then_skipped(tmp_path, fake, ftp):
+    f = fake(records=6, size=50_000)
     ids = f.ids()
     f.fault("download", ids[2], "json_error", times=100)
-    cfgp = write_cfg(tmp_path, ftp_section("acme", f, ftp, attempts=2))
+    cfgp = write_cfg(tmp_path, ftp_section("acme", f, ftp, attempts=3))
     r = kit(cfgp, "beeline", "sync")
-    assert r.returncode == 1
-    assert f"record {ids[2]} failed (attempt 1 of 2" in r.stderr and "instead of audio" in r.stderr
-    assert_delivered(f, ftp.root / "incoming", ids[:2])           # in order, up to the bad one
+    # The first run already delivers every other record; the bad one waits on the retry list.
+    assert r.returncode == 0, r.stderr
+    assert "5 record(s) exported" in r.stdout and "1 failed (on the retry list)" in r.stdout, r.stdout
+    assert_delivered(f, ftp.root / "incoming", ids[:2] + ids[3:])   # never an error body as mp3
+    conn = storage.connect(load(cfgp))
+    assert storage.state_get(conn, "beeline:acme", "last_id") == ids[-1]
+    log = next((tmp_path / "log").glob("beeline-*.log")).read_text()
+    assert f"record {ids[2]} failed (1 of 3 failed runs" in log and "instead of audio" in log
+    r = kit(cfgp, "beeline", "skipped")
+    assert f"acme\t{ids[2]}\twaiting for retry\t1 failed run(s)\t" in r.stdout and "instead of audio" in r.stdout
+    # Later runs retry it (once per run) until it has failed `attempts` runs, then skip it.
+    f.records["999999"] = dict(f.records[ids[0]], id="999999")
+    r = kit(cfgp, "beeline", "sync")
+    assert r.returncode == 0 and "1 record(s) exported" in r.stdout and "0 skipped" in r.stdout, r.stdout
+    r = kit(cfgp, "beeline", "sync")
+    assert r.returncode == 0 and "1 skipped" in r.stdout, r.stdout
+    assert f.count("download", ids[2]) == 3
+    r = kit(cfgp, "beeline", "skipped")
+    assert r.returncode == 0 and f"acme\t{ids[2]}\t" in r.stdout and "waiting" not in r.stdout
+    r = kit(cfgp, "beeline", "sync")           # skipped stays skipped; nothing is sent twice
+    assert r.returncode == 0 and "0 record(s) exported" in r.stdout and f.count("download", ids[2]) == 3
+    assert_delivered(f, ftp.root / "incoming", ids[:2] + ids[3:] + ["999999"])
+
+
+def test_retry_command_queues_skipped_records_again(tmp_path, fake, ftp):
+    f = fake(records=5, size=10_000)
+    ids = f.ids()
+    for rid in (ids[1], ids[3]):
+        f.fault("download", rid, "json_error", times=1)
+    cfgp = write_cfg(tmp_path, ftp_section("acme", f, ftp, attempts=1))
+    r = kit(cfgp, "beeline", "sync")
+    assert r.returncode == 0 and "2 skipped" in r.stdout, r.stdout
+    r = kit(cfgp, "beeline", "retry", "--customer", "acme", "12")
+    assert r.returncode == 1 and "not skipped: 12" in r.stderr
+    r = kit(cfgp, "beeline", "retry")
+    assert r.returncode == 2 and "give record ids or --all" in r.stderr
+    r = kit(cfgp, "beeline", "retry", "--customer", "acme", ids[3])
+    assert r.returncode == 0 and "1 record(s) queued again" in r.stdout, r.stderr
+    r = kit(cfgp, "beeline", "sync")
+    assert r.returncode == 0 and "1 record(s) exported" in r.stdout, r.stdout
+    assert f.count("record", ids[3]) == 1          # details fetched again: the skip kept no list item
+    r = kit(cfgp, "beeline", "retry", "--all")
+    assert r.returncode == 0 and f"1 record(s) queued again; the next `asterisk-kit beeline sync` delivers them " \
+        f"({ids[1]})" in r.stdout
+    r = kit(cfgp, "beeline", "sync")
+    assert r.returncode == 0 and "1 record(s) exported" in r.stdout
+    assert_delivered(f, ftp.root / "incoming")
+    r = kit(cfgp, "beeline", "skipped")
+    assert "no skipped records" in r.stdout and "waiting" not in r.stdout
+
+
+def test_an_api_outage_never_counts_against_records(tmp_path, fake, ftp):
+    # ~75 minutes of 5xx on downloads = 5 cron runs; none of them may count as the record's failure.
+    f = fake(records=4, size=10_000)
+    ids = f.ids()
+    cfgp = write_cfg(tmp_path, ftp_section("acme", f, ftp, attempts=2, retries=1))
+    f.fault("download", None, "500", times=10_000)
+    for _ in range(5):
+        r = kit(cfgp, "beeline", "sync")
+        assert r.returncode == 1 and "HTTP 500" in r.stderr, r.stderr
+    f.faults.clear()
+    f.fault("download", ids[1], "429", times=2)      # a 429 outliving its retries: not counted either
+    r = kit(cfgp, "beeline", "sync")
+    assert r.returncode == 1 and "429" in r.stderr
+    assert not sync.skipped(sync.open_store(load(cfgp)))
+    assert not sync.retry_list(sync.open_store(load(cfgp)))
+    f.faults.clear()
     r = kit(cfgp, "beeline", "sync")
     assert r.returncode == 0, r.stderr
-    assert "1 skipped" in r.stdout
-    assert_delivered(f, ftp.root / "incoming", ids[:2] + ids[3:])  # never an error body as mp3
-    r = kit(cfgp, "beeline", "skipped")
-    assert r.returncode == 0 and f"acme\t{ids[2]}\t" in r.stdout and "instead of audio" in r.stdout
-    # The skipped record stays skipped; nothing is sent twice.
+    assert_delivered(f, ftp.root / "incoming")
+
+
+def test_an_upload_the_server_refuses_counts_only_when_others_get_through(tmp_path, fake, ftp):
+    f = fake(records=5, size=10_000)
+    ids = f.ids()
+    out = ftp.root / "incoming"
+    out.mkdir(parents=True)
+    (out / f".{ids[1]}.mp3.part").mkdir()       # STOR of this one file is refused (550)
+    cfgp = write_cfg(tmp_path, ftp_section("acme", f, ftp, attempts=2))
     r = kit(cfgp, "beeline", "sync")
-    assert r.returncode == 0 and "0 record(s) exported" in r.stdout
+    assert r.returncode == 0 and "4 record(s) exported" in r.stdout and "1 failed" in r.stdout, r.stdout
+    assert sync.retry_list(sync.open_store(load(cfgp)))[0]["attempts"] == 1
+    (out / f".{ids[1]}.mp3.part").rmdir()
+    r = kit(cfgp, "beeline", "sync")
+    assert r.returncode == 0 and "1 record(s) exported" in r.stdout, r.stdout
+    assert_delivered(f, out)
 
 
 def test_missing_record_details_count_as_a_failed_attempt(tmp_path, fake, ftp):
@@ -478,6 +560,24 @@ def test_destination_down_keeps_temp_files_bounded_and_cursor(tmp_path, fake, ft
         os.utime(tmp / f"{100 + i}.mp3", (1000 + i, 1000 + i))
     sync.prune_temp(tmp, 2)
     assert sorted(p.name for p in tmp.iterdir()) == ["101.mp3", "102.mp3"]
+
+
+@pytest.mark.parametrize("name", [".", "..", "a.b", "-x", "a/b"])
+def test_section_names_that_could_leave_the_temp_folder_are_refused(tmp_path, fake, name):
+    f = fake(records=1)
+    cfgp = write_cfg(tmp_path, section(name, f, "ftp://u@127.0.0.1/in", password="p"))
+    r = kit(cfgp, "beeline", "sync")
+    assert r.returncode == 2 and f"[beeline:{name}]: section name {name!r} not allowed" in r.stderr, r.stderr
+    assert str(cfgp) in r.stderr and not (tmp_path / "data").exists()
+
+
+def test_temp_folder_is_proved_inside_its_parent(tmp_path):
+    class Cfg:
+        data_dir = str(tmp_path / "data")
+    assert sync.temp_dir(Cfg, "acme") == (tmp_path / "data" / "beeline-tmp" / "acme").resolve()
+    for bad in ("..", ".", "../x", "a/b"):
+        with pytest.raises(sync.SyncError, match="is not inside"):
+            sync.temp_dir(Cfg, bad)
 
 
 def test_config_errors_name_the_section_and_key(tmp_path, fake):

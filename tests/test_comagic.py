@@ -127,8 +127,11 @@ def test_client_reuses_token_and_pages_to_total(fakes):
     rows = [r for page in c.iter_calls(dt.datetime(2026, 1, 1), dt.datetime(2026, 1, 3), ["id"], page_limit=100)
             for r in page]
     assert sorted(r["id"] for r in rows) == list(range(1, 1201))
-    assert f.login_requests == 1 and f.report_requests == 12
-    assert [p["offset"] for p in f.requests_log] == list(range(0, 1200, 100))
+    # One one-second probe of the end boundary (is date_till inclusive?), one one-row count of the
+    # range, then the rest in pages of 100 after that first row.
+    assert f.login_requests == 1 and f.report_requests == 14
+    assert [(p["limit"], p["offset"]) for p in f.requests_log[:2]] == [(1, 0), (1, 0)]
+    assert sorted(p["offset"] for p in f.requests_log[2:]) == list(range(1, 1200, 100))
 
 
 def test_wrong_password_fails_once_without_loop(fakes):
@@ -167,7 +170,8 @@ def test_minute_limit_is_waited_for_not_hit(fakes):
             for r in p]
     assert sorted(r["id"] for r in rows) == list(range(1, 601))
     assert c.waited_seconds > 0          # slept for the resets instead of failing
-    assert f.report_requests == 6 and f.errors_sent == []   # and never hit the limit
+    # probe + count + 6 pages, two in flight at a time, and never hit the limit
+    assert f.report_requests == 8 and f.errors_sent == []
 
 
 def test_day_limit_beyond_allowed_wait_fails_fast_and_clearly(fakes):
@@ -194,22 +198,60 @@ def test_range_refused_as_too_long_and_unreachable_offsets_are_split(fakes):
     assert set(f.errors_sent) == {"date_interval_limit_reached", "invalid_parameter_value"}
 
 
+def test_split_is_planned_from_a_count_and_no_row_is_fetched_twice(fakes):
+    # A heavy week: 3000 calls, at most 1000 per range, so it is split (at noon, where calls sit).
+    f = fakes(calls=3000, days=7)
+    c = api.ComagicClient(f.url, access_token=f.permanent_key)
+    rows = [r for p in c.iter_calls(dt.datetime(2026, 1, 1), dt.datetime(2026, 1, 8), ["id", "start_time"],
+                                    page_limit=250, max_rows=1000) for r in p]
+    assert sorted(r["id"] for r in rows) == list(range(1, 3001))       # each call once, without de-duplication
+    probes = [a for a in f.answers if a["params"]["date_from"] == a["params"]["date_till"]]
+    fetches = [a for a in f.answers if a not in probes]
+    # Probed until a boundary second holding calls showed date_till inclusive, then never again.
+    assert c.till_inclusive is True and probes[-1]["total"] > 0 and all(a["total"] == 0 for a in probes[:-1])
+    # Every range too big for one pass was seen through a one-row count, never a full page; that
+    # count's one row is all it costs. Apart from those rows, no row is fetched twice: in
+    # particular none of the calls on the split boundary (noon) seconds.
+    splits = [a for a in fetches if a["total"] > 1000]
+    assert splits and all(a["params"]["limit"] == 1 for a in splits)
+    sent = [i for a in fetches if a not in splits for i in a["ids"]]
+    assert len(sent) == len(set(sent)) == 3000
+    noon = [a["params"]["date_till"] for a in fetches if a["params"]["date_till"].endswith("11:59:59")]
+    assert noon                                                         # ranges did end at a noon boundary
+    counts = [a for a in fetches if a["params"]["limit"] == 1]
+    pages = [a for a in fetches if a["params"]["limit"] == 250]
+    assert len(f.answers) == len(probes) + len(counts) + len(pages)
+    assert sum(len(a["ids"]) for a in pages) == 3000 - sum(len(a["ids"]) for a in counts if a["total"] <= 1000)
+    assert len(pages) == sum(-(-(a["total"] - 1) // 250) for a in counts if a["total"] <= 1000)
+
+
 # ---- transform -----------------------------------------------------------------------------------
 
 def test_transform_types_are_explicit_and_bad_values_are_named():
     cols = transform.table_columns(["id", "start_time", "is_lost", "tags", "attributes", "sale_cost"])
-    empty = transform.to_arrow(transform.to_frame([], cols), cols)
-    nulls = transform.to_arrow(transform.to_frame([{"id": 1, "start_time": "2026-01-01 10:00:00"}], cols), cols)
-    assert empty.schema == nulls.schema
-    df = transform.to_frame([{"id": 7, "start_time": "2026-01-02 23:59:59", "is_lost": True,
-                              "tags": [{"tag_id": 1, "tag_name": "Заявка"}, {"tag_id": 2, "tag_name": "VIP"}],
-                              "attributes": ["target"], "sale_cost": 12.5}], cols)
-    assert df.loc[0, "tags"] == ["Заявка", "VIP"] and df.loc[0, "attributes"] == ["target"]
-    assert df.loc[0, transform.PARTITION] == dt.date(2026, 1, 2)
+    empty = transform.page_table([], cols)
+    nulls = transform.page_table([{"id": 1, "start_time": "2026-01-01 10:00:00"}], cols)
+    assert empty.schema == nulls.schema == transform.arrow_schema(cols)
+    t = transform.page_table([{"id": 7, "start_time": "2026-01-02 23:59:59", "is_lost": True,
+                               "tags": [{"tag_id": 1, "tag_name": "Заявка"}, {"tag_id": 2, "tag_name": "VIP"}],
+                               "attributes": ["target"], "sale_cost": 12.5}], cols).to_pylist()[0]
+    assert t["tags"] == ["Заявка", "VIP"] and t["attributes"] == ["target"] and t["is_lost"] is True
+    assert t[transform.PARTITION] == dt.date(2026, 1, 2) and t["start_time"] == dt.datetime(2026, 1, 2, 23, 59, 59)
+    assert nulls.to_pylist()[0]["tags"] == [] and nulls.to_pylist()[0]["sale_cost"] is None
     with pytest.raises(transform.TransformError, match="field id"):
-        transform.to_frame([{"id": "abc", "start_time": "2026-01-01 10:00:00"}], cols)
+        transform.page_table([{"id": "abc", "start_time": "2026-01-01 10:00:00"}], cols)
+    mixed = transform.page_table([{"id": 1.0, "start_time": "2026-01-01 10:00:00", "attributes": ["a", None],
+                                   "tags": None}], cols).to_pylist()[0]
+    assert mixed["id"] == 1 and mixed["attributes"] == ["a"] and mixed["tags"] == []
+    for bad in (1.5, True, "7"):
+        with pytest.raises(transform.TransformError, match="field id"):
+            transform.page_table([{"id": bad, "start_time": "2026-01-01 10:00:00"}], cols)
+    with pytest.raises(transform.TransformError, match="field is_lost"):
+        transform.page_table([{"id": 1, "start_time": "2026-01-01 10:00:00", "is_lost": "yes"}], cols)
     with pytest.raises(transform.TransformError, match="start_time"):
-        transform.to_frame([{"id": 1, "start_time": "01.01.2026"}], cols)
+        transform.page_table([{"id": 1, "start_time": "01.01.2026"}], cols)
+    with pytest.raises(transform.TransformError, match="without start_time"):
+        transform.page_table([{"id": 1, "start_time": None}], cols)
 
 
 def test_progress_line_on_a_terminal():
@@ -269,7 +311,8 @@ def test_incremental_resumes_after_a_failed_run_without_duplicates(tmp_path, fak
     f = fakes(calls=1000, days=20, minute_limit=1000)
     cfg = cfg_of(tmp_path, f, first_date="2026-01-01", chunk_days=5, page_limit=100)
     # Chunk 1 succeeds; chunk 2 meets an API that keeps failing: the run stops there.
-    f.faults.update({n: "internal_error" for n in range(4, 40)})
+    # (chunk 1: a probe of its end second, a one-row count and 3 pages = requests 1-5)
+    f.faults.update({n: "internal_error" for n in range(6, 40)})
     with pytest.raises(api.TransientError):
         export.run(cfg, today=dt.date(2026, 1, 21), client=api.ComagicClient.from_config(cfg, sleep=lambda s: None))
     per_day, total, distinct, loaded = local_counts(tmp_path)
@@ -279,7 +322,7 @@ def test_incremental_resumes_after_a_failed_run_without_duplicates(tmp_path, fak
     before = len(f.requests_log)
     s = export.run(cfg, today=dt.date(2026, 1, 21))
     assert s.days == export.day_range(dt.date(2026, 1, 6), dt.date(2026, 1, 20))
-    assert f.requests_log[before]["date_from"] == "2026-01-06 00:00:00"
+    assert min(p["date_from"] for p in f.requests_log[before:]) == "2026-01-06 00:00:00"
     per_day, total, distinct, loaded = local_counts(tmp_path)
     assert per_day == expected(f, D0, dt.date(2026, 1, 20)) and total == distinct
     # Up to date: the next run the same day does nothing; a day later only that day.

@@ -2,20 +2,23 @@
 SFTP (paramiko, host key always checked against a known_hosts file).
 
 `publish()` is the one safe way a file reaches its final name: upload to a hidden temporary name,
-check the remote size, rename into place, check again. A final name therefore only ever holds a
-complete file. A final name that already holds the same number of bytes is left alone (a crashed
-run renamed it but did not record it), so re-runs never upload twice.
+check the remote size, rename into place (the rename replaces whatever the name held). A final name
+therefore only ever holds a complete file, and a file sent again simply replaces itself: never two
+copies. When an earlier run may already have put the file there (the caller knows: its local temp
+file survived), the final name is looked at first and a file of the right size is not sent again.
+No second size check after the rename: a rename moves the checked file as it is.
 """
 from __future__ import annotations
 
 import ftplib
+import io
 import logging
 import os
 import posixpath
 import socket
 import ssl
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Union
 from urllib.parse import unquote, urlsplit
 
 log = logging.getLogger("asterisk_kit.beeline.remote")
@@ -29,6 +32,14 @@ class RemoteError(Exception):
 
 class HostKeyError(RemoteError):
     """The SFTP server's host key is unknown or changed: never retried, never accepted."""
+
+
+class RefusedError(RemoteError):
+    """The server, connected and logged in, refused this one file (FTP 5xx reply to STOR/RNFR, SFTP
+    permission denied): not retried within the run; the record waits on the retry list."""
+
+
+Source = Union[str, bytes]     # a local file's path, or the bytes themselves (the small JSON)
 
 
 @dataclass
@@ -62,31 +73,48 @@ class Uploader:
         self.dest, self.c = dest, c
         self.connected = False
 
+    def connect(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def size(self, name: str) -> Optional[int]:
+        raise NotImplementedError
+
+    def put(self, src: Source, name: str) -> None:
+        raise NotImplementedError
+
+    def rename(self, src: str, dst: str) -> None:
+        raise NotImplementedError
+
+    def delete(self, name: str) -> None:
+        raise NotImplementedError
+
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.close()
 
-    def publish(self, local: str, name: str, size: int) -> int:
-        """Put LOCAL (SIZE bytes) at NAME safely; returns the bytes sent (0 if already there)."""
+    def publish(self, src: Source, name: str, size: int, maybe_there: bool = True) -> int:
+        """Put SRC (SIZE bytes) at NAME safely; returns the bytes sent (0 if already there).
+        MAYBE_THERE: an earlier run may have put it in place; look before sending."""
         if not self.connected:
             self.connect()
-        existing = self.size(name)
-        if existing == size:
-            log.info("%s already on %s with %d bytes (earlier run); not sent again", name, self.dest, size)
-            return 0
+        if maybe_there:
+            existing = self.size(name)
+            if existing == size:
+                log.info("%s already on %s with %d bytes (earlier run); not sent again", name, self.dest, size)
+                return 0
+            if existing is not None:
+                log.warning("%s on %s held %d bytes, expected %d; replacing it", name, self.dest, existing, size)
         tmp = temp_name(name)
-        self.put(local, tmp)
+        self.put(src, tmp)
         got = self.size(tmp)
         if got != size:
             raise RemoteError(f"{tmp} on {self.dest}: {got} bytes after upload, expected {size}")
-        if existing is not None:
-            log.warning("%s on %s held %d bytes, expected %d; replacing it", name, self.dest, existing, size)
-        self.rename(tmp, name, existing is not None)
-        got = self.size(name)
-        if got != size:
-            raise RemoteError(f"{name} on {self.dest}: {got} bytes after rename, expected {size}")
+        self.rename(tmp, name)
         return size
 
     def probe(self) -> str:
@@ -202,13 +230,27 @@ class FtpUploader(Uploader):
             self.close()
             raise RemoteError(f"{self.dest}: SIZE {name}: {type(e).__name__}: {e}") from None
 
-    def put(self, local: str, name: str) -> None:
-        with open(local, "rb") as f:
-            self._call(f"STOR {name}", self.ftp.storbinary, f"STOR {name}", f, BLOCK)
+    def put(self, src: Source, name: str) -> None:
+        with (io.BytesIO(src) if isinstance(src, bytes) else open(src, "rb")) as f:
+            try:
+                self.ftp.storbinary(f"STOR {name}", f, BLOCK)
+            except ftplib.error_perm as e:      # 5xx: this file refused, the session is fine
+                raise RefusedError(f"{self.dest}: STOR {name} refused: {e}") from None
+            except (OSError, EOFError, ftplib.Error) as e:
+                self.close()
+                raise RemoteError(f"{self.dest}: STOR {name}: {type(e).__name__}: {e}") from None
 
-    def rename(self, src: str, dst: str, replace: bool) -> None:
-        if replace:   # RNTO onto an existing file is refused by some servers
-            self.delete(dst)
+    def rename(self, src: str, dst: str) -> None:
+        try:
+            self.ftp.rename(src, dst)
+            return
+        except ftplib.error_perm:       # some servers refuse RNTO onto an existing file
+            if self.size(dst) is None:
+                raise RefusedError(f"{self.dest}: RNFR {src} RNTO {dst} refused") from None
+        except (OSError, EOFError, ftplib.Error) as e:
+            self.close()
+            raise RemoteError(f"{self.dest}: RNFR {src} RNTO {dst}: {type(e).__name__}: {e}") from None
+        self.delete(dst)
         self._call(f"RNFR {src} RNTO {dst}", self.ftp.rename, src, dst)
 
     def delete(self, name: str) -> None:
@@ -309,11 +351,26 @@ class SftpUploader(Uploader):
             self.close()
             raise RemoteError(f"{self.dest}: stat {name}: {e}") from None
 
-    def put(self, local: str, name: str) -> None:
+    def put(self, src: Source, name: str) -> None:
         # confirm=False: publish() checks the size itself, with one clear message.
-        self._call(f"upload {name}", self.sftp.put, local, name, None, False)
+        try:
+            if isinstance(src, bytes):
+                self.sftp.putfo(io.BytesIO(src), name, len(src), None, False)
+            else:
+                self.sftp.put(src, name, None, False)
+        except PermissionError as e:
+            raise RefusedError(f"{self.dest}: upload {name} refused: {e}") from None
+        except Exception as e:
+            self._fail(f"upload {name}", e)
 
-    def rename(self, src: str, dst: str, replace: bool) -> None:
+    def _fail(self, what: str, e: Exception):
+        import paramiko
+        if isinstance(e, (OSError, EOFError, paramiko.SSHException, socket.timeout)):
+            self.close()
+            raise RemoteError(f"{self.dest}: {what}: {type(e).__name__}: {e}") from None
+        raise e
+
+    def rename(self, src: str, dst: str) -> None:
         # posix-rename@openssh.com replaces atomically; plain SFTP rename refuses an existing target,
         # so it is the fallback for servers without the extension.
         import paramiko
@@ -326,7 +383,7 @@ class SftpUploader(Uploader):
         if not (t and t.is_active()):
             self.close()
             raise RemoteError(f"{self.dest}: rename {src} -> {dst}: {type(first).__name__}: {first}")
-        if replace:
+        if self.size(dst) is not None:      # plain SFTP rename refuses an existing target
             self.delete(dst)
         self._call(f"rename {src} -> {dst}", self.sftp.rename, src, dst)
 

@@ -17,6 +17,8 @@ DEFAULT_TEMPLATE = (
     '"language": "ru", "respondentNumber": {{ phone | json }}, "dateTime": {{ date_time | json }}}'
 )
 
+# Exactly the old script's comparison (case-sensitive): the customer's consumers have only ever seen
+# "in" for INBOUND, "out" for OUTBOUND and "" for anything else, and the API documents upper case.
 DIRECTIONS = {"INBOUND": "in", "OUTBOUND": "out"}
 
 
@@ -42,7 +44,7 @@ def variables(record: Dict[str, Any], tz_name: str) -> Dict[str, Any]:
     return {
         "record": record, "id": str(record["id"]),
         "employee_id": abonent.get("phone"),
-        "direction": DIRECTIONS.get(str(record.get("direction") or "").upper(), ""),
+        "direction": DIRECTIONS.get(str(record.get("direction") or ""), ""),
         "phone": record.get("phone"),
         "date_time": when.strftime("%Y-%m-%dT%H:%M:%S"),
         "call_time": when,

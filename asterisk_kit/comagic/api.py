@@ -16,7 +16,9 @@ import datetime as dt
 import itertools
 import json
 import logging
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import requests
@@ -24,6 +26,7 @@ import requests
 log = logging.getLogger("asterisk_kit.comagic.api")
 
 TIME_FMT = "%Y-%m-%d %H:%M:%S"
+COUNT_LIMIT = 1     # rows asked for by the request that counts a range (metadata.total_items)
 
 
 class ComagicError(Exception):
@@ -96,6 +99,13 @@ class ComagicClient:
         self.limits: Dict[str, Any] = {}      # last metadata.limits seen
         self.requests_made = 0
         self.waited_seconds = 0.0
+        # Whether date_till is inclusive (undocumented): learnt from the first one-second range that
+        # holds calls (see _till); None while unknown.
+        self.till_inclusive: Optional[bool] = None
+        self._login_lock = threading.Lock()
+        self._count_lock = threading.Lock()
+        self._limits_lock = threading.Lock()
+        self._in_flight = 0
 
     @classmethod
     def from_config(cls, cfg, **kw) -> "ComagicClient":
@@ -111,7 +121,8 @@ class ComagicClient:
     def _post(self, method: str, params: dict) -> dict:
         """One request; returns `result` or raises the typed error."""
         body = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}
-        self.requests_made += 1
+        with self._count_lock:
+            self.requests_made += 1
         try:
             r = self._session.post(self.url, json=body, timeout=self.timeout,
                                    headers={"Content-Type": "application/json; charset=UTF-8"})
@@ -134,7 +145,13 @@ class ComagicClient:
             raise ComagicError(f"{method}: answer without a result object")
         limits = (result.get("metadata") or {}).get("limits")
         if isinstance(limits, dict):
-            self.limits = dict(limits, seen_at=time.monotonic())
+            with self._limits_lock:
+                # The answer does not know of the other request still in flight: take its point too.
+                others = self._in_flight - 1
+                self.limits = dict(limits, seen_at=time.monotonic())
+                for which in ("minute", "day"):
+                    if isinstance(self.limits.get(f"{which}_remaining"), (int, float)):
+                        self.limits[f"{which}_remaining"] -= max(others, 0)
         return result
 
     def login(self) -> str:
@@ -153,16 +170,25 @@ class ComagicClient:
         transient = 0
         limited = 0
         while True:
-            self._respect_limits()
             if self._token is None:
-                self.login()
+                with self._login_lock:      # pages are fetched two at a time: one login for both
+                    if self._token is None:
+                        self.login()
+            self._respect_limits()          # counts this request in flight until it is answered
             try:
-                return self._post(method, dict(params, access_token=self._token))
+                try:
+                    used = self._token
+                    return self._post(method, dict(params, access_token=used))
+                finally:
+                    with self._limits_lock:
+                        self._in_flight -= 1
             except AuthError as e:
                 if e.mnemonic in _TOKEN_EXPIRED and not self._permanent and not relogged:
                     log.info("CoMagic token %s; logging in again", e.mnemonic)
                     relogged = True
-                    self._token = None
+                    with self._login_lock:
+                        if self._token == used:     # not already renewed by the other page in flight
+                            self._token = None
                     continue
                 raise
             except RateLimitError as e:
@@ -196,14 +222,23 @@ class ComagicClient:
         return 60.0 if which == "minute" else float("inf")
 
     def _respect_limits(self) -> None:
-        lim = self.limits
-        for which in ("minute", "day"):
-            remaining, reset = lim.get(f"{which}_remaining"), lim.get(f"{which}_reset")
-            if isinstance(remaining, (int, float)) and remaining <= 0 and isinstance(reset, (int, float)):
-                left = float(reset) - self._elapsed()
-                if left > 0:
-                    self._wait(left, f"{which} limit of {lim.get(f'{which}_limit', '?')} points used up")
-                self.limits = {}
+        # Under a lock, and each request takes its point from the last limits seen: two pages in
+        # flight must not both spend the minute's last point.
+        with self._limits_lock:
+            lim = self.limits
+            for which in ("minute", "day"):
+                remaining, reset = lim.get(f"{which}_remaining"), lim.get(f"{which}_reset")
+                if isinstance(remaining, (int, float)) and remaining <= 0 and isinstance(reset, (int, float)):
+                    left = float(reset) - self._elapsed()
+                    if left > 0:
+                        self._wait(left, f"{which} limit of {lim.get(f'{which}_limit', '?')} points used up")
+                    self.limits = {}
+                    self._in_flight += 1
+                    return
+            for which in ("minute", "day"):
+                if isinstance(lim.get(f"{which}_remaining"), (int, float)):
+                    lim[f"{which}_remaining"] -= 1
+            self._in_flight += 1
 
     def _wait(self, seconds: float, why: str) -> None:
         seconds = max(seconds, 0.0) + 0.2  # past the reset, not on it
@@ -231,17 +266,28 @@ class ComagicClient:
 
     def iter_calls(self, start: dt.datetime, end: dt.datetime, fields: Sequence[str], *,
                    page_limit: int = 10000, max_rows: int = 100000,
-                   on_page: Optional[Callable[[int, int], None]] = None) -> Iterator[List[dict]]:
-        """Yield pages of call rows between START and END (date_from/date_till as given).
+                   on_page: Optional[Callable[[int, int], None]] = None,
+                   on_range: Optional[Callable[[dt.datetime], None]] = None) -> Iterator[List[dict]]:
+        """Yield pages of the calls that started in [START, END) (END exclusive). Ranges are done in
+        time order; ON_RANGE(b) says every call before b has been yielded.
 
-        Ranges split at their midpoint may share a boundary second, so the caller de-duplicates
-        by id (the API's date_till may be inclusive or not: unknown)."""
+        Each range is first counted with a one-row request (metadata.total_items); a range holding
+        more than MAX_ROWS is split in halves before any full page is fetched. Ranges end one second
+        before the next one starts once date_till is known to be inclusive (see _till), so a call on
+        a boundary second is fetched once; while that is unknown the caller still de-duplicates by
+        id. Pages of a range are fetched two at a time (offsets are known from the count), so the
+        next page is on its way while the caller converts this one."""
         stack = [(start, end)]
         while stack:
             a, b = stack.pop()
             try:
-                for page in self._pages(a, b, fields, page_limit, max_rows, on_page):
-                    yield page
+                till = self._till(b, fields)
+                first, total = self.calls_page(a, till, fields, COUNT_LIMIT, 0)
+                if total > max_rows:
+                    raise PagingReachError(f"{total} rows in {a} .. {till}, more than max_rows_per_range = {max_rows}")
+                yield from self._pages(a, till, fields, page_limit, first, total, on_page)
+                if on_range:
+                    on_range(b)
             except (DateIntervalError, PagingReachError) as e:
                 if (b - a).total_seconds() < 2:
                     raise
@@ -250,25 +296,56 @@ class ComagicClient:
                 log.info("splitting %s .. %s at %s: %s", a, b, mid, e.mnemonic or e)
                 stack.extend([(mid, b), (a, mid)])  # a..mid is popped first
 
-    def _pages(self, a, b, fields, page_limit, max_rows, on_page) -> Iterator[List[dict]]:
-        offset = 0
-        data, total = self.calls_page(a, b, fields, page_limit, 0)
-        if total > max_rows:
-            raise PagingReachError(f"{total} rows in {a} .. {b}, more than max_rows_per_range = {max_rows}")
-        while True:
-            if offset < total and not data:
-                raise PagingReachError(f"empty page at offset {offset} of {total}")
-            offset += len(data)
-            if on_page:
-                on_page(len(data), total)
-            if data:
-                yield data
-            data = None  # let the page go before the next one arrives
-            if offset >= total:
-                return
+    def _till(self, b: dt.datetime, fields: Sequence[str]) -> dt.datetime:
+        """date_till for a range that must stop just before B. If date_till is inclusive that is
+        B - 1 s, else B. Unknown until a one-second range [B, B] is seen holding calls (only an
+        inclusive date_till can answer rows for it); with no call at B both are right."""
+        if self.till_inclusive is None:
             try:
-                data, total = self.calls_page(a, b, fields, page_limit, offset)
+                _, n = self.calls_page(b, b, fields, COUNT_LIMIT, 0)
             except ComagicError as e:
-                if e.code == -32602 and e.field == "offset":
-                    raise PagingReachError(str(e), code=e.code, mnemonic=e.mnemonic, field=e.field) from None
-                raise
+                if e.code != -32602:
+                    raise
+                log.info("date_from = date_till refused (%s); range ends overlap by a second", e.mnemonic)
+                self.till_inclusive = False
+                return b
+            if n:
+                self.till_inclusive = True
+        return b - dt.timedelta(seconds=1) if self.till_inclusive else b
+
+    def _pages(self, a, b, fields, page_limit, first, total, on_page) -> Iterator[List[dict]]:
+        offsets = list(range(len(first), total, page_limit)) if first else []
+        if on_page:
+            on_page(len(first), total)
+        if first:
+            yield first
+        if not offsets:
+            if total and not first:
+                raise PagingReachError(f"empty first page of {total} rows")
+            return
+        with ThreadPoolExecutor(2, thread_name_prefix="comagic") as pool:
+            futures = [pool.submit(self._page_at, a, b, fields, page_limit, o) for o in offsets[:2]]
+            nxt = 2
+            try:
+                while futures:
+                    data, offset = futures.pop(0).result()
+                    if nxt < len(offsets):
+                        futures.append(pool.submit(self._page_at, a, b, fields, page_limit, offsets[nxt]))
+                        nxt += 1
+                    if not data:
+                        raise PagingReachError(f"empty page at offset {offset} of {total}")
+                    if on_page:
+                        on_page(len(data), total)
+                    yield data
+                    del data  # let the page go before the next one arrives
+            finally:
+                for f in futures:
+                    f.cancel()
+
+    def _page_at(self, a, b, fields, limit, offset) -> Tuple[List[dict], int]:
+        try:
+            return self.calls_page(a, b, fields, limit, offset)[0], offset
+        except ComagicError as e:
+            if e.code == -32602 and e.field == "offset":
+                raise PagingReachError(str(e), code=e.code, mnemonic=e.mnemonic, field=e.field) from None
+            raise

@@ -52,7 +52,7 @@ def export(ctx) -> int:
             from .api import ComagicError
             from .destinations import DestinationError
             from .transform import TransformError
-            import duckdb, pandas, pyarrow  # noqa: F401,E401  (fail early, with the hint)
+            import duckdb, pyarrow  # noqa: F401,E401  (fail early, with the hint)
             if cfg["comagic"]["destination"] == "bigquery":
                 from google.cloud import bigquery  # noqa: F401
         except ImportError as e:

@@ -142,24 +142,96 @@ def run(cfg, date_from: Optional[dt.date] = None, date_till: Optional[dt.date] =
 
 
 def _export_chunk(client, dest, c, columns, group, dry_run, progress, summary) -> None:
+    """Fetch the chunk's calls in a producer thread (a couple of pages ahead) while this thread
+    converts them and writes every day as soon as the ranges done so far cover it: the writing of
+    the first days overlaps the fetching of the last ones."""
     first, last = group[0], group[-1]
     start = dt.datetime.combine(first, dt.time())
-    # Ask up to the next midnight and keep only this chunk's days: copes with date_till being
-    # inclusive or exclusive (unknown); a call at exactly midnight belongs to the next chunk.
+    # Ask up to the next midnight (exclusive) and keep only this chunk's days: a call at exactly
+    # midnight belongs to the next chunk.
     end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time())
     progress.start(f"{first} .. {last}")
-    tables = []
-    for page in client.iter_calls(start, end, c["fields"], page_limit=c["page_limit"],
-                                  max_rows=c["max_rows_per_range"], on_page=progress.page):
-        tables.append(transform.page_table(page, columns))
-        del page
+    tables: list = []
+    pending = list(group)
+    with _Prefetch(lambda on_range: client.iter_calls(
+            start, end, c["fields"], page_limit=c["page_limit"], max_rows=c["max_rows_per_range"],
+            on_page=progress.page, on_range=on_range)) as items:
+        for kind, value in items:
+            if kind == "page":
+                tables.append(transform.page_table(value, columns))
+                continue
+            ready = [d for d in pending if dt.datetime.combine(d + dt.timedelta(days=1), dt.time()) <= value]
+            if not ready:
+                continue
+            table = transform.combine(tables, columns)
+            tables = [table]
+            for day in ready:
+                part = transform.day_slice(table, day)
+                if not dry_run:
+                    dest.replace_day(day, part)
+                summary.days.append(day)
+                summary.rows += part.num_rows
+                pending.remove(day)
+                log.info("%s %s: %d calls", "fetched" if dry_run else "loaded", day, part.num_rows)
     progress.done()
-    table = transform.combine(tables, columns)
-    del tables
-    for day in group:
-        part = transform.day_slice(table, day)
-        if not dry_run:
-            dest.replace_day(day, part)
-        summary.days.append(day)
-        summary.rows += part.num_rows
-        log.info("%s %s: %d calls", "fetched" if dry_run else "loaded", day, part.num_rows)
+    if pending:
+        raise ExportError(f"days {pending[0]} .. {pending[-1]} were not covered by the ranges fetched")
+
+
+class _Prefetch:
+    """Runs a page iterator in a thread, a bounded queue ahead: yields ("page", rows) and
+    ("done", t) (every call before t fetched); re-raises the producer's error; stops it on exit."""
+
+    DEPTH = 2
+
+    def __init__(self, make):
+        import queue
+        import threading
+        self._q: "queue.Queue" = queue.Queue(self.DEPTH)
+        self._stop = threading.Event()
+        self._make = make
+        self._thread = threading.Thread(target=self._run, name="comagic-fetch", daemon=True)
+
+    def _put(self, item) -> None:
+        import queue
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+        raise _Stopped()
+
+    def _run(self) -> None:
+        try:
+            for page in self._make(lambda t: self._put(("done", t))):
+                self._put(("page", page))
+            self._put(("end", None))
+        except _Stopped:
+            pass
+        except BaseException as e:  # handed to the consumer, raised there
+            try:
+                self._put(("error", e))
+            except _Stopped:
+                pass
+
+    def __enter__(self):
+        self._thread.start()
+        return self._items()
+
+    def _items(self):
+        while True:
+            kind, value = self._q.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield kind, value
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+class _Stopped(Exception):
+    pass

@@ -62,6 +62,7 @@ class FakeComagic(LocalServer):
         self.login_requests = 0
         self.requests_log: List[dict] = []      # params of each get.calls_report (without token)
         self.errors_sent: List[str] = []        # mnemonic of every error answered
+        self.answers: List[dict] = []           # per answered report: its params, total_items, ids sent
         self._minute_start, self._minute_used = time.monotonic(), 0
         self._day_start, self._day_used = time.monotonic(), 0
         # Calls spread over the days, a few exactly at midnight (boundary cases), sorted by time.
@@ -305,6 +306,7 @@ class FakeComagic(LocalServer):
         for k in page:
             rec = self.record(k)
             data.append({f: rec[f] for f in fields})
+        self.answers.append({"params": self.requests_log[-1], "total": total, "ids": [k + 1 for k in page]})
         return 200, {"jsonrpc": "2.0", "id": id_, "result": {
             "data": data, "metadata": {"total_items": total, "limits": self._limits(now)}}}
 
