@@ -36,10 +36,14 @@ exten => end,1,Set(DB(kittest/${CALLERID(num)}-end)=${STRFTIME(,,%s.%3q)})
 """
 
 
+# The old script's destination rule as documented in docs/nimbox.md, with the area code 495.
+OLD_SCRIPT_RULES = r"^9(\d{7})$ => 495\1; ^9(.*)$ => \1"
+
+
 def nimbox_config(tmp_path: Path, a: Optional[Asterisk], url: str, token: str = "tok-secret",
                   mysql: str = "", **nimbox) -> Path:
     n = {"url": url, "token": token, "hook_timeout": "1", "timeout": "5", "concurrency": "4",
-         "destination_rules": r"^9(\d{7,})$ => \1; ^(\d{7})$ => 495\1",
+         "destination_rules": OLD_SCRIPT_RULES,
          "recording_url": "https://pbx.example.com/monitor/{year}/{month}/{day}/{recordingfile}"}
     n.update({k: str(v) for k, v in nimbox.items()})
     cfg = tmp_path / "kit.ini"
