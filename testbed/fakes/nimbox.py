@@ -59,6 +59,15 @@ class FakeNimbox(LocalServer):
 
     # ---- server ----------------------------------------------------------------------------------
 
+    def serve(self, handler_class) -> None:
+        from http.server import ThreadingHTTPServer
+
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 511     # a real web server's backlog (nginx), not the stdlib's 5
+            daemon_threads = True
+        self.server = Server(("127.0.0.1", 0), handler_class)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
     def start(self) -> "FakeNimbox":
         fake = self
 
