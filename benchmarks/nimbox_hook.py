@@ -1,9 +1,9 @@
 """NiMbox hangup hook under bursts: 1, 30 and 100 calls hanging up at the same instant, through
 classic AGI and through `asterisk-kit fastagi`, on a private testbed Asterisk with the fake NiMbox.
 
-For each burst: calls delivered (in NiMbox or in the kit's outbox, out of the burst), and the
-channel teardown held by the kit's hangup handler (p50 / p95 / max), from the stamp handlers
-around it (testbed/nimbox.py). The bare baseline, measured in the same run, is the same burst with
+For each burst: calls delivered (in NiMbox or in the kit's outbox, out of the burst), the channel
+teardown held by the kit's hangup handler (p50 / p95 / max), from the stamp handlers around it
+(testbed/nimbox.py), and hangup -> NiMbox record for the calls NiMbox got at once. The bare baseline, measured in the same run, is the same burst with
 a hangup handler that runs an AGI doing nothing (classic: /bin/true as the AGI script; FastAGI: a
 bare stdlib server that reads the AGI headers and closes), so the ratio shows what the kit adds.
 
@@ -116,6 +116,8 @@ def run_one(base: str, path: str, n: int, bare: bool):
                 print(f"{label}  kit hook:            teardown held {figures(r['held'])}; delivered {delivered}/{n} "
                       f"({len(r['in_nimbox'])} in NiMbox, {len(r['in_outbox'] - r['in_nimbox'])} only in the outbox), "
                       f"logged {len(r['logged'])}/{n}")
+                if r["to_record"]:
+                    print(f"{'':27s}hangup -> NiMbox record: {figures(r['to_record'])}")
             return r["held"]
         finally:
             if server:

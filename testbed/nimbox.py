@@ -125,7 +125,7 @@ def hangup_burst(a: Asterisk, fake, cfg: Path, n: int, first_caller: int, settle
     """N calls that all hang up at the same instant; waits until every one left its end stamp and
     is in the fake NiMbox or in the kit's outbox (or TIMEOUT). Returns per-caller figures:
     held (teardown held by the kit's handler, s), in_nimbox, in_outbox, logged (a log line of the
-    hook names the call), lost (none of those). DELIVER=False: wait for the end stamps only."""
+    hook names the call), lost (none of those), to_record (hangup -> NiMbox record, s). DELIVER=False: wait for the end stamps only."""
     import sqlite3
     callers = [str(first_caller + i) for i in range(n)]
     a.cli(f"dialplan set global KITBURST {time.time() + settle + n * 0.03:.3f}")
@@ -161,6 +161,9 @@ def hangup_burst(a: Asterisk, fake, cfg: Path, n: int, first_caller: int, settle
         time.sleep(0.5)
     text = "".join(p.read_text(errors="replace") for p in log_dir.glob("*.log")) if log_dir.exists() else ""
     logged = {c for c in callers if f" {c} -> " in text}
+    with fake.lock:
+        at = {r["source"]: r["at"] for r in fake.records.values()}
     return {"callers": callers, "ended": ended, "held": [st[c]["end"] - st[c]["begin"] for c in ended],
+            "to_record": [at[c] - st[c]["begin"] for c in ended if c in at],
             "in_nimbox": in_nimbox, "in_outbox": in_outbox, "logged": logged,
             "lost": set(callers) - in_nimbox - in_outbox}
