@@ -57,6 +57,7 @@ def call(agi, cfg, args, log) -> None:
         state = outbox.state_of(conn, c)
         if state in outbox.DONE_STATES:
             log.info("nimbox-call: %s: already sent (%s)", what, state)
+            conn.close()
             return
         outbox.add_pending(conn, c, "hook")
         stored = True
