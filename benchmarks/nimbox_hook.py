@@ -3,7 +3,8 @@ classic AGI and through `asterisk-kit fastagi`, on a private testbed Asterisk wi
 
 For each burst: calls delivered (in NiMbox or in the kit's outbox, out of the burst), the channel
 teardown held by the kit's hangup handler (p50 / p95 / max), from the stamp handlers around it
-(testbed/nimbox.py), and hangup -> NiMbox record for the calls NiMbox got at once. The bare baseline, measured in the same run, is the same burst with
+(testbed/nimbox.py), and hangup -> NiMbox record for the calls NiMbox got at once.
+The bare baseline, measured in the same run, is the same burst with
 a hangup handler that runs an AGI doing nothing (classic: /bin/true as the AGI script; FastAGI: a
 bare stdlib server that reads the AGI headers and closes), so the ratio shows what the kit adds.
 

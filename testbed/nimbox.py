@@ -125,7 +125,8 @@ def hangup_burst(a: Asterisk, fake, cfg: Path, n: int, first_caller: int, settle
     """N calls that all hang up at the same instant; waits until every one left its end stamp and
     is in the fake NiMbox or in the kit's outbox (or TIMEOUT). Returns per-caller figures:
     held (teardown held by the kit's handler, s), in_nimbox, in_outbox, logged (a log line of the
-    hook names the call), lost (none of those), to_record (hangup -> NiMbox record, s). DELIVER=False: wait for the end stamps only."""
+    hook names the call), lost (none of those), to_record (hangup -> NiMbox record, s).
+    DELIVER=False: wait for the end stamps only."""
     import sqlite3
     callers = [str(first_caller + i) for i in range(n)]
     a.cli(f"dialplan set global KITBURST {time.time() + settle + n * 0.03:.3f}")

@@ -87,7 +87,8 @@ def test_fastagi_guards(tmp_path, asterisk, fake):
                  "agi_arg_2: 666\\nagi_arg_3: 84956660000\\nagi_arg_4: 1\\nagi_arg_5: 1\\nagi_arg_6: ANSWERED\\n"
                  "agi_arg_7: \\nagi_arg_8: 1.1\\n\\n'); s.settimeout(5); print(repr(s.recv(100)))"
                  % (port, int(time.time())))
-        r = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "/usr/bin/python3", "-c", forge],
+        r = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "/usr/bin/python3",
+                            "-c", forge],
                            capture_output=True, text=True, timeout=30)
         assert r.stdout.strip() == "b''", r.stdout + r.stderr
         time.sleep(1.5)
