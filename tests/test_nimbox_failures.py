@@ -50,7 +50,10 @@ def in_netns(cmd, silent_dns: bool = False):
     """CMD in a private network namespace (only lo) whose resolv.conf points at 127.0.0.1: a DNS
     lookup fails at once (nothing listens on port 53) or, with SILENT_DNS, hangs (a UDP socket that
     never answers). No query leaves the machine."""
-    resolv = Path("/tmp") / f"nimbox-test-resolv-{os.getpid()}"
+    import tempfile
+    fd, name = tempfile.mkstemp(prefix="nimbox-test-resolv-")   # left for the OS to clean (tiny)
+    os.close(fd)
+    resolv = Path(name)
     resolv.write_text("nameserver 127.0.0.1\noptions timeout:5 attempts:2\n")
     quoted = " ".join("'" + c.replace("'", "'\\''") + "'" for c in cmd)
     if not silent_dns:
