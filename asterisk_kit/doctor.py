@@ -58,11 +58,8 @@ def check_spool(cfg) -> Iterator[Check]:
 def check_mysql(cfg) -> Iterator[Check]:
     m = cfg["mysql"]
     try:
-        import pymysql
-        kw = dict(user=m["user"], password=m["password"], connect_timeout=m["connect_timeout"],
-                  database=m["cdr_database"])
-        kw.update({"unix_socket": m["socket"]} if m["socket"] else {"host": m["host"], "port": m["port"]})
-        conn = pymysql.connect(**kw)
+        from . import mysql
+        conn = mysql.connect(m, m["cdr_database"])
         try:
             with conn.cursor() as cur:
                 cur.execute("SELECT COUNT(*) FROM cdr WHERE calldate >= NOW() - INTERVAL 1 DAY")

@@ -65,6 +65,9 @@ SECTIONS: Dict[str, Section] = {
         "cdr_database": Key(nonempty, "asteriskcdrdb", "Database of the cdr table."),
         "freepbx_database": Key(nonempty, "asterisk", "FreePBX database (users table)."),
         "connect_timeout": Key(int_range(1, 120), "5", "Seconds."),
+        "read_timeout": Key(int_range(1, 3600), "120", "Seconds to wait for any answer of the server (its greeting, "
+                            "a query's first row); a hung server fails the job instead of hanging it."),
+        "write_timeout": Key(int_range(1, 3600), "30", "Seconds to wait while sending to the server."),
     }),
     "memcached": Section("memcached servers for the BLF states.", {
         "servers": Key(hostports, "127.0.0.1:11211", "host:port, comma-separated; several servers are hashed."),

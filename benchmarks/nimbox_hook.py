@@ -1,31 +1,33 @@
-"""Hangup hook wall time: from the channel's hangup to the record in (a fake) NiMbox, classic AGI.
+"""NiMbox hangup hook under bursts: 1, 30 and 100 calls hanging up at the same instant, through
+classic AGI and through `asterisk-kit fastagi`, on a private testbed Asterisk with the fake NiMbox.
 
-A private testbed Asterisk and the fake NiMbox on 127.0.0.1; N calls placed one after the other
-through the kit's dialplan (Gosub nimbox-attach). A stamp hangup handler runs just before the kit's
-and one just after it (testbed/nimbox.py), so two figures per call:
-  hangup -> record   the bar: p95 < 300 ms
-  teardown held      how long the kit's handler kept the channel (the AGI's whole run)
-Then the same with NiMbox hanging (hook_timeout 1 s): the teardown must stay near the timeout.
+For each burst: calls delivered (in NiMbox or in the kit's outbox, out of the burst), the channel
+teardown held by the kit's hangup handler (p50 / p95 / max), from the stamp handlers around it
+(testbed/nimbox.py), and hangup -> NiMbox record for the calls NiMbox got at once.
+The bare baseline, measured in the same run, is the same burst with
+a hangup handler that runs an AGI doing nothing (classic: /bin/true as the AGI script; FastAGI: a
+bare stdlib server that reads the AGI headers and closes), so the ratio shows what the kit adds.
 
-    .venv/bin/python benchmarks/nimbox_hook.py [N] [DIR] [--fastagi]
+    .venv/bin/python benchmarks/nimbox_hook.py [BURSTS] [DIR] [--only classic|fastagi]
 
---fastagi: the same through `asterisk-kit fastagi` (no process start per call).
+BURSTS: comma-separated, default 1,30,100.
 """
 from __future__ import annotations
 
+import socketserver
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
+import threading
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from testbed.asterisk import Asterisk, free_port  # noqa: E402
 from testbed.fakes.nimbox import FakeNimbox  # noqa: E402
-from testbed.asterisk import Asterisk  # noqa: E402
-from testbed.nimbox import DIALPLAN, nimbox_config, place_call, stamps  # noqa: E402
+from testbed.nimbox import DIALPLAN, hangup_burst, nimbox_config  # noqa: E402
 
 
 def pct(values, p):
@@ -33,71 +35,98 @@ def pct(values, p):
     return v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))]
 
 
-def run_calls(a, fake, n, first_caller, wait_record=True):
-    """One call at a time. Waits on the fake (in-process, cheap) rather than polling Asterisk, whose
-    CLI processes would compete with the hook for the CPU and blur the figure."""
-    for i in range(n):
-        caller = str(first_caller + i)
-        before = len(fake.records)
-        place_call(a, f"8495{first_caller + i:06d}1", caller=caller)   # ends in 1: the callee talks 1 s
-        deadline = time.monotonic() + 30
-        if wait_record:
-            while len(fake.records) <= before:
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"call {caller}: no record")
-                time.sleep(0.005)
-        time.sleep(0.5 if wait_record else 0.3)
-        while "end" not in stamps(a).get(caller, {}):
-            if time.monotonic() > deadline:
-                raise SystemExit(f"call {caller} did not finish")
-            time.sleep(0.3)
+def figures(held):
+    ms = [h * 1000 for h in held]
+    return f"p50 {statistics.median(ms):5.0f} ms, p95 {pct(ms, 95):5.0f} ms, max {max(ms):5.0f} ms"
+
+
+class BareFastAgi(socketserver.ThreadingTCPServer):
+    """The baseline FastAGI server: read the headers, close."""
+    allow_reuse_address = True
+    daemon_threads = True
+    request_queue_size = 1024
+
+
+class _Bare(socketserver.StreamRequestHandler):
+    def handle(self):
+        while self.rfile.readline(8192).strip():
+            pass
+
+
+def baseline_dialplan(fastagi_port: int) -> str:
+    """nimbox-hangup replaced by a hangup handler whose AGI does nothing (same stamps around it)."""
+    return (DIALPLAN.replace("Gosub(nimbox-attach,s,1)", "Set(CHANNEL(hangup_handler_push)=kit-bench-bare,s,1)")
+            + "\n[kit-bench-bare]\nexten => s,1,Set(AGISIGHUP=no)\n"
+            + (f" same => n,AGI(agi://127.0.0.1:{fastagi_port}/bare)\n" if fastagi_port
+               else " same => n,AGI(/bin/true)\n")
+            + " same => n,Return()\n")
 
 
 def main() -> None:
-    fast = "--fastagi" in sys.argv
-    argv = [a for a in sys.argv[1:] if a != "--fastagi"]
-    n = int(argv[0]) if argv else 40
+    argv = sys.argv[1:]
+    only = None
+    if "--only" in argv:
+        i = argv.index("--only")
+        only = argv[i + 1]
+        del argv[i:i + 2]
+    bursts = [int(x) for x in (argv[0] if argv else "1,30,100").split(",")]
     base = argv[1] if len(argv) > 1 else "/var/tmp"
+    paths = [p for p in ("classic", "fastagi") if only in (None, p)]
+    print(f"NiMbox hook, simultaneous hangups (hook_timeout 1 s); bursts {bursts}")
+    for path in paths:
+        for n in bursts:
+            baseline = run_one(base, path, n, True)
+            kit = run_one(base, path, n, False)
+            if baseline and kit:
+                print(f"{'':27s}ratio kit/bare: p50 x{statistics.median(kit) / statistics.median(baseline):.1f}, "
+                      f"p95 x{pct(kit, 95) / pct(baseline, 95):.1f}")
+
+
+def run_one(base: str, path: str, n: int, bare: bool):
     with tempfile.TemporaryDirectory(dir=base) as d:
         d = Path(d)
         a = Asterisk(d / "asterisk").setup()
-        a.add_test_dialplan("nimbox", DIALPLAN, reload=False)
+        bare_server = None
+        port = free_port()
+        if bare:
+            bare_server = BareFastAgi(("127.0.0.1", port), _Bare)
+            threading.Thread(target=bare_server.serve_forever, daemon=True).start()
+            a.add_test_dialplan("nimbox", baseline_dialplan(port if path == "fastagi" else 0), reload=False)
+        else:
+            a.add_test_dialplan("nimbox", DIALPLAN, reload=False)
         a.start()
         fake = FakeNimbox().start()
         server = None
         try:
-            extra = {}
-            if fast:
-                from testbed.asterisk import free_port
-                extra["fastagi"] = f"127.0.0.1:{free_port()}"
+            extra = {"fastagi": f"127.0.0.1:{port}"} if path == "fastagi" and not bare else {}
             cfg = nimbox_config(d, a, fake.url, hook_timeout="1", **extra)
-            if fast:
+            if extra:
                 server = subprocess.Popen([sys.executable, "-m", "asterisk_kit.cli", "--config", str(cfg), "fastagi",
                                            "--listen", extra["fastagi"]], stdout=subprocess.PIPE, text=True)
                 server.stdout.readline()
             subprocess.run([sys.executable, "-m", "asterisk_kit.cli", "--config", str(cfg), "install",
                             "--asterisk-etc", str(a.etc_dir), "--no-initd", "--no-cron", "--reload"],
                            check=True, capture_output=True)
-            run_calls(a, fake, n, 3000)
-            st = stamps(a)
-            by_src = {r["source"]: r["at"] for r in fake.records.values()}
-            to_record = [(by_src[c] - s["begin"]) * 1000 for c, s in st.items() if c in by_src]
-            held = [(s["end"] - s["begin"]) * 1000 for c, s in st.items() if c in by_src]
-            print(f"calls: {len(to_record)} (sequential, one at a time), {'FastAGI' if fast else 'classic AGI'}")
-            print(f"hangup -> NiMbox record: p50 {statistics.median(to_record):.0f} ms, p95 {pct(to_record, 95):.0f} ms, "
-                  f"max {max(to_record):.0f} ms (target p95 < 300 ms)")
-            print(f"teardown held by the hook: p50 {statistics.median(held):.0f} ms, p95 {pct(held, 95):.0f} ms")
-            fake.mode, fake.hang_seconds = "hang", 5
-            run_calls(a, fake, 5, 4000, wait_record=False)
-            st = stamps(a)
-            held_down = [(s["end"] - s["begin"]) * 1000 for c, s in st.items() if c.startswith("400")]
-            print(f"NiMbox hanging, hook_timeout 1 s: teardown held p50 {statistics.median(held_down):.0f} ms, "
-                  f"max {max(held_down):.0f} ms ({len(held_down)} calls, all kept in the outbox)")
+            r = hangup_burst(a, fake, cfg, n, 5000, timeout=120 if bare else 300, deliver=not bare)
+            label = f"{'FastAGI' if path == 'fastagi' else 'classic AGI':11s} {n:3d} at once"
+            if bare:
+                print(f"{label}  bare AGI (baseline): teardown held {figures(r['held'])} ({len(r['ended'])} ended)")
+                return r["held"]
+            else:
+                delivered = len(set(r["callers"]) - r["lost"])
+                print(f"{label}  kit hook:            teardown held {figures(r['held'])}; delivered {delivered}/{n} "
+                      f"({len(r['in_nimbox'])} in NiMbox, {len(r['in_outbox'] - r['in_nimbox'])} only in the outbox), "
+                      f"logged {len(r['logged'])}/{n}")
+                if r["to_record"]:
+                    print(f"{'':27s}hangup -> NiMbox record: {figures(r['to_record'])}")
+            return r["held"]
         finally:
             if server:
                 server.terminate()
                 server.wait(10)
-            fake.mode = "up"
+            if bare_server:
+                bare_server.shutdown()
+                bare_server.server_close()
             fake.stop()
             a.stop()
 

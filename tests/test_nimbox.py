@@ -208,7 +208,7 @@ def test_call_hangs_up_and_nimbox_has_it(hooked, asterisk, fake):
     assert set(recs) == {"101", "102"}
     r = recs["101"]
     assert r["destination"] == "4952345671" and recs["102"]["destination"] == "84951230001"
-    started = dt.datetime.strptime(r["initiated"], "%Y-%m-%dT%H:%M:%S")   # local time, no suffix (default)
+    started = dt.datetime.strptime(r["initiated"], "%Y-%m-%dT%H:%M:%SZ")   # local time labelled Z (default)
     assert abs(started.timestamp() - t0) < 10
     assert r["duration"] in ("1", "2", "3")
     assert r["url"].startswith(f"https://pbx.example.com/monitor/{started:%Y/%m/%d}/out-92345671-101-{started:%Y%m%d}-")
@@ -272,15 +272,16 @@ def test_nimbox_down_calls_wait_in_the_outbox_then_sync_sends_each_once(hooked, 
 def cdr_rows(n: int, base: dt.datetime, prefix: str = "1"):
     """N calls from BASE on, one second apart, some with several rows (legs of one call), and what
     NiMbox must end up with: {key: (duration, url-suffix)} plus the count of unknown destinations.
-    Kinds by i % 10: 0 internal (3 digits: not sent), 1 outside prefix 9 + 7 digits, 2 seven digits
-    (area code added), 3 a number no contact has (rejected), else a full 11-digit number. The first
+    Kinds by i % 10: 0 internal (3 digits: not sent), 1 outside prefix 9 + 7 digits (area code added),
+    2 outside prefix 9 + a 10-digit number (9 stripped), 3 a number no contact has (rejected), else a
+    full 11-digit number. The first
     qualifying row of a call stands for it."""
     rows, expected, unknown = [], {}, 0
     for i in range(n):
         t = base + dt.timedelta(seconds=i)
         kind = i % 10
         num = f"{i:07d}"
-        dst = {0: f"1{i % 100:02d}", 1: "9" + num[:-1] + "7", 2: "2" + num[1:], 3: "1" * 9 + num}.get(kind, "8495" + num)
+        dst = {0: f"1{i % 100:02d}", 1: "9" + num[:-1] + "7", 2: "9849" + num, 3: "1" * 9 + num}.get(kind, "8495" + num)
         src = f"1{i % 50:02d}"
         linkedid = f"{prefix}{1700000000 + i}.{i}"
         rec = f"out-{dst}-{src}-{t:%Y%m%d-%H%M%S}-{linkedid}.wav" if i % 2 else ""
@@ -293,14 +294,14 @@ def cdr_rows(n: int, base: dt.datetime, prefix: str = "1"):
             rows.append((t, src, dst, dur, bill, "ANSWERED", rec, linkedid, linkedid, 0 if i % 3 else 3))
         if kind == 0:
             if i % 3 == 0:   # internal first leg, transferred out: the outside leg stands for the call
-                expected[((t + dt.timedelta(seconds=5)).strftime("%Y-%m-%dT%H:%M:%S"), src, "84990000000")] = \
+                expected[((t + dt.timedelta(seconds=5)).strftime("%Y-%m-%dT%H:%M:%SZ"), src, "84990000000")] = \
                     (str(dur - 5), "")
             continue
         if kind == 3:
             unknown += 1
             continue
-        d = {1: "495" + num[:-1] + "7", 2: "495" + "2" + num[1:]}.get(kind, dst)
-        expected[(t.strftime("%Y-%m-%dT%H:%M:%S"), src, d)] = (str(dur), rec)
+        d = {1: "495" + num[:-1] + "7", 2: "849" + num}.get(kind, dst)
+        expected[(t.strftime("%Y-%m-%dT%H:%M:%SZ"), src, d)] = (str(dur), rec)
     return rows, expected, unknown
 
 
@@ -441,7 +442,7 @@ def test_status_delete_and_terminal_progress(tmp_path, fake):
     for day in (20, 21, 22):
         outbox.add_pending(conn, b.build(dt.datetime(2026, 11, day, 12, 0, 0), "101", "84951234567", 5, 3, "", ""), "hook")
     r = kit(cfg, "nimbox", "status", check=True)
-    assert "outbox (pending): 3;" in r.stdout and "2026-11-21T12:00:00 101 -> 84951234567" in r.stdout
+    assert "outbox (pending): 3;" in r.stdout and "2026-11-21T12:00:00Z 101 -> 84951234567" in r.stdout
     # Progress goes to a terminal only: run the sync with stderr on a pseudo-terminal.
     master, slave = pty.openpty()
     p = subprocess.run([str(BIN), "--config", str(cfg), "nimbox", "sync", "--verbose"], stdout=subprocess.PIPE,

@@ -31,12 +31,9 @@ class NameSource:
             self.conn = None
 
     def _connect(self):
-        import pymysql
+        from .. import mysql
         m = self.mysql
-        kw = dict(user=m["user"], password=m["password"], connect_timeout=m["connect_timeout"],
-                  read_timeout=30, database=m["freepbx_database"], charset="utf8mb4", autocommit=True)
-        kw.update({"unix_socket": m["socket"]} if m["socket"] else {"host": m["host"], "port": m["port"]})
-        return pymysql.connect(**kw)
+        return mysql.connect(m, m["freepbx_database"], autocommit=True)
 
     def load(self) -> Dict[str, str]:
         """Current names (blocking: the daemon calls it in a worker thread)."""

@@ -23,7 +23,12 @@ _LINKEDID_RE = re.compile(r"[A-Za-z0-9._\-]{1,64}")
 
 
 class BadCall(ValueError):
-    """The hook's arguments or a CDR row cannot make a call (said why)."""
+    """The hook's arguments or a CDR row cannot make a call (said why). REASON is short and fixed
+    (counted per reason in the sync's summary); the message adds the values."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -135,12 +140,13 @@ class CallBuilder:
               recordingfile: str, linkedid: str) -> Call:
         source, dst_clean = clean_number(src), clean_number(dst)
         if not dst_clean:
-            raise BadCall(f"destination {dst!r} is not a phone number")
+            raise BadCall("destination not a number", f"destination {dst!r} is not a phone number")
         if not source:
-            raise BadCall(f"source {src!r} is not a phone number")
+            raise BadCall("source not a number", f"source {src!r} is not a phone number")
         destination = rewrite(dst_clean, self.rules)
         if not clean_number(destination):
-            raise BadCall(f"destination {dst!r} rewritten to {destination!r}, not a phone number")
+            raise BadCall("rewritten destination not a number",
+                          f"destination {dst!r} rewritten to {destination!r}, not a phone number")
         rec = recordingfile.strip() if recordingfile else ""
         if rec and not _FILE_RE.fullmatch(rec):
             rec = ""   # an odd name gets no link rather than a broken or injected one

@@ -17,14 +17,8 @@ COLUMNS = ("calldate", "src", "dst", "duration", "billsec", "disposition", "reco
 
 
 def connect(cfg, streaming: bool = True):
-    import pymysql
-    import pymysql.cursors
-    m = cfg["mysql"]
-    kw: Dict[str, Any] = dict(user=m["user"], password=m["password"], database=m["cdr_database"],
-                              connect_timeout=m["connect_timeout"], charset="utf8mb4",
-                              cursorclass=pymysql.cursors.SSCursor if streaming else pymysql.cursors.Cursor)
-    kw.update({"unix_socket": m["socket"]} if m["socket"] else {"host": m["host"], "port": m["port"]})
-    return pymysql.connect(**kw)
+    from .. import mysql
+    return mysql.connect(cfg["mysql"], cfg["mysql"]["cdr_database"], streaming=streaming)
 
 
 def query(min_dst_len: int, dispositions) -> str:

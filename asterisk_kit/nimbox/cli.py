@@ -106,16 +106,28 @@ def cmd_delete(ctx) -> int:
         print("asterisk-kit: --to is before --from", file=sys.stderr)
         return 1
     log = ctx.logger("nimbox")
+    first, last = a.first.isoformat(), a.last.isoformat()
     with ctx.lock("nimbox-sync"):
-        cl = NimboxClient.from_config(ctx.cfg)
+        # Forget first, delete second: killed in between, the next sync sends those days again and
+        # NiMbox answers "exists" (a few wasted requests); the other order would leave the kit sure
+        # NiMbox has calls it deleted, never to be sent again. Forgotten once more after the delete:
+        # a hook may have recorded a call of those days while the delete ran.
+        conn = outbox.connect(ctx.cfg)
         try:
-            count = cl.delete(a.first, a.last)
-        except NimboxError as e:
-            print(f"asterisk-kit: {e}", file=sys.stderr)
-            return 1
+            forgotten = outbox.forget_days(conn, first, last)
+            cl = NimboxClient.from_config(ctx.cfg)
+            try:
+                count = cl.delete(a.first, a.last)
+            except NimboxError as e:
+                log.error("delete of %s..%s failed: %s (%d call(s) forgotten locally: the next sync sends them "
+                          "again, NiMbox answers those it has as already there)", first, last, e, forgotten)
+                print(f"asterisk-kit: {e}", file=sys.stderr)
+                return 1
+            finally:
+                cl.close()
+            forgotten += outbox.forget_days(conn, first, last)
         finally:
-            cl.close()
-        forgotten = outbox.forget_days(outbox.connect(ctx.cfg), a.first.isoformat(), a.last.isoformat())
-        log.info("deleted %d call(s) of %s..%s in NiMbox; %d forgotten locally", count, a.first, a.last, forgotten)
+            conn.close()
+        log.info("deleted %d call(s) of %s..%s in NiMbox; %d forgotten locally", count, first, last, forgotten)
         print(f"deleted {count} call(s) in NiMbox; the next sync of those days sends them again")
     return 0

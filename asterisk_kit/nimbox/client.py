@@ -74,6 +74,42 @@ def classify(status: int, body: bytes) -> Outcome:
     return Outcome(REJECTED, text)
 
 
+_TOKEN_PARAM_RE = re.compile(r"(token=)[^&\s'\"<>]*", re.I)
+
+
+def redact(text: str, token: str) -> str:
+    """TEXT without the API token: the token travels in the query string, and requests' exception
+    text (or an error page echoing the request) carries the whole URL into logs and the store."""
+    from urllib.parse import quote, quote_plus
+    if token:
+        for form in {token, quote(token, safe=""), quote_plus(token)}:
+            text = text.replace(form, "***")
+    return _TOKEN_PARAM_RE.sub(r"\1***", text)
+
+
+def _resolve(host: str, port: int, timeout: float):
+    """getaddrinfo bounded by TIMEOUT: the resolver has no timeout of its own we control (a dead DNS
+    server costs 5 s per try), and the hook must stay within hook_timeout. The lookup runs in a
+    daemon thread left to finish on its own when it is too slow."""
+    import socket
+    import threading
+    box: list = []
+
+    def lookup():
+        try:
+            box.append(socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM))
+        except Exception as e:   # gaierror, UnicodeError (an impossible name)
+            box.append(e)
+    t = threading.Thread(target=lookup, name="nimbox-dns", daemon=True)
+    t.start()
+    t.join(max(timeout, 0.0))
+    if not box:
+        raise TimeoutError(f"DNS lookup of {host} took longer than {timeout:.2f} s")
+    if isinstance(box[0], Exception):
+        raise OSError(f"DNS lookup of {host} failed: {box[0]}")
+    return box[0]
+
+
 class NimboxError(Exception):
     """A delete failed (the create path never raises: it returns an Outcome)."""
 
@@ -86,20 +122,31 @@ def _split_base(url: str):
 def send_once(base_url: str, token: str, params: Dict[str, str], timeout: float) -> Outcome:
     """One create for the hangup hook, never raises. A plain HTTP/1.0 GET over a socket: http.client
     alone (it pulls the email package) costs the hook ~40 ms of imports on every call. TIMEOUT bounds
-    the whole exchange (connect, send, every read until the deadline), not each step."""
+    the whole exchange (DNS lookup, connect, send, every read until the deadline), not each step."""
+    try:
+        return _send_once(base_url, token, params, timeout)
+    except Exception as e:   # whatever it is, the hook must go on (the call is in the outbox)
+        return Outcome(TEMPORARY, redact(f"{type(e).__name__}: {e}", token))
+
+
+def _send_once(base_url: str, token: str, params: Dict[str, str], timeout: float) -> Outcome:
     import socket
     import time
+    deadline = time.monotonic() + timeout
     scheme, host, port, path = _split_base(base_url)
     port = port or (443 if scheme == "https" else 80)
     query = urlencode({"token": token, **params})
     request = (f"GET {path}{CREATE_PATH}?{query} HTTP/1.0\r\nHost: {host}\r\nAccept: application/json\r\n"
                f"User-Agent: asterisk-kit\r\nConnection: close\r\n\r\n").encode("ascii")
-    deadline = time.monotonic() + timeout
     sock = None
     try:
-        sock = socket.create_connection((host, port), timeout=timeout)
+        family, stype, proto, _, addr = _resolve(host, port, deadline - time.monotonic())[0]
+        sock = socket.socket(family, stype, proto)
+        sock.settimeout(max(deadline - time.monotonic(), 0.01))
+        sock.connect(addr)
         if scheme == "https":
             import ssl
+            sock.settimeout(max(deadline - time.monotonic(), 0.01))
             sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
         sock.settimeout(max(deadline - time.monotonic(), 0.01))
         sock.sendall(request)
@@ -113,23 +160,29 @@ def send_once(base_url: str, token: str, params: Dict[str, str], timeout: float)
             chunks.append(data)
             size += len(data)
         raw = b"".join(chunks)
-    except OSError as e:   # refused, reset, timeout (socket.timeout is an OSError), TLS errors
-        return Outcome(TEMPORARY, f"{type(e).__name__}: {e}")
+    except OSError as e:   # refused, reset, timeout (socket.timeout is an OSError), DNS, TLS errors
+        return Outcome(TEMPORARY, redact(f"{type(e).__name__}: {e}", token))
     finally:
         if sock is not None:
             sock.close()
     head, sep, body = raw.partition(b"\r\n\r\n")
     m = re.match(rb"HTTP/1\.[01] (\d{3})", head)
     if not sep or not m:
-        return Outcome(TEMPORARY, f"not an HTTP answer: {raw[:80]!r}")
-    return classify(int(m.group(1)), body)
+        return Outcome(TEMPORARY, redact(f"not an HTTP answer: {raw[:80]!r}", token))
+    res = classify(int(m.group(1)), body)
+    res.detail = redact(res.detail, token)
+    return res
 
 
 class NimboxClient:
     """requests-based client with a keep-alive Session (one per thread: Session is not thread-safe)."""
 
     def __init__(self, base_url: str, token: str, timeout: float = 10.0, session=None):
+        import logging
+
         import requests
+        # urllib3 logs each request line (the token in its query string) at DEBUG.
+        logging.getLogger("urllib3").setLevel(logging.INFO)
         self.base_url = base_url.rstrip("/")
         self.token = token
         self.timeout = timeout
@@ -149,8 +202,10 @@ class NimboxClient:
             r = self.session.get(self.base_url + CREATE_PATH, params={"token": self.token, **params},
                                  timeout=self.timeout, headers={"Accept": "application/json"})
         except self._requests.RequestException as e:
-            return Outcome(TEMPORARY, f"{type(e).__name__}: {e}")
-        return classify(r.status_code, r.content)
+            return Outcome(TEMPORARY, redact(f"{type(e).__name__}: {e}", self.token))
+        res = classify(r.status_code, r.content)
+        res.detail = redact(res.detail, self.token)
+        return res
 
     def delete(self, first_day, last_day) -> int:
         """Delete the calls of FIRST_DAY..LAST_DAY inclusive (dates). NiMbox's `from` and `to` are
@@ -161,11 +216,11 @@ class NimboxClient:
         try:
             r = self.session.get(self.base_url + DELETE_PATH, params=params, timeout=self.timeout)
         except self._requests.RequestException as e:
-            raise NimboxError(f"delete: {type(e).__name__}: {e}") from None
+            raise NimboxError(redact(f"delete: {type(e).__name__}: {e}", self.token)) from None
         try:
             data: Any = r.json()
         except ValueError:
-            raise NimboxError(f"delete: HTTP {r.status_code}, not JSON: {r.text[:120]!r}") from None
+            raise NimboxError(redact(f"delete: HTTP {r.status_code}, not JSON: {r.text[:120]!r}", self.token)) from None
         if r.status_code >= 400 or not isinstance(data, dict) or data.get("error") is not False:
-            raise NimboxError(f"delete refused: HTTP {r.status_code} {str(data)[:200]}")
+            raise NimboxError(redact(f"delete refused: HTTP {r.status_code} {str(data)[:200]}", self.token))
         return int(data.get("count") or 0)

@@ -6,7 +6,7 @@ A row is keyed like NiMbox keys its calls, (initiated, source, destination):
   created / exists     NiMbox has it: a sync skips it (no request at all)
   rejected             NiMbox refused it for good (e.g. unknown destination): not retried
 The hook writes `pending` and COMMITS before it sends, then records the outcome, so a call is never
-lost between the two, whatever kills the process.
+lost between the two, whatever kills the process (nimbox/hook.py).
 """
 from __future__ import annotations
 
@@ -34,8 +34,10 @@ PENDING = "pending"
 DONE_STATES = ("created", "exists", "rejected")
 
 
-def connect(cfg) -> sqlite3.Connection:
-    conn = storage.connect(cfg)
+def connect(cfg, timeout: float = 30.0) -> sqlite3.Connection:
+    """The store; TIMEOUT bounds SQLite's wait for another writer (the hook passes what is left of
+    its hook_timeout)."""
+    conn = storage.connect(cfg, timeout=timeout)
     storage.migrate(conn, "nimbox", MIGRATIONS)
     return conn
 

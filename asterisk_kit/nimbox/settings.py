@@ -27,7 +27,7 @@ def _rewrite_rules(v: str) -> List[Tuple[str, str]]:
         pattern, sep, repl = part.partition("=>")
         pattern, repl = pattern.strip(), repl.strip()
         if not sep or not pattern:
-            raise Invalid("rules `REGEX => REPLACEMENT` separated by `;`, e.g. ^9(\\d{7,})$ => \\1; ^(\\d{7})$ => 495\\1")
+            raise Invalid("rules `REGEX => REPLACEMENT` separated by `;`, e.g. ^9(\\d{7})$ => 0212\\1; ^9(.*)$ => \\1")
         try:
             rx = re.compile(pattern)
             rx.sub(repl, "0" * 20, count=1)   # a bad group reference fails here, not at the first call
@@ -81,15 +81,17 @@ SECTIONS: Dict[str, Section] = {
         "url": Key(http_url_or_empty, None, "NiMbox address; the kit calls URL/direct/items/phonecalls/create.",
                    example="https://crm.example.com"),
         "token": Key(nonempty, None, "API token. Better from ASTERISK_KIT_NIMBOX_TOKEN.", secret=True, example="change-me"),
-        "initiated_format": Key(choice("local", "offset", "utc", "local-z"), "local",
-                                "How the call start is sent (NiMbox does not document its zone): local = PBX local "
-                                "time without suffix (2026-11-23T18:00:05); offset = local time with its UTC offset "
-                                "(+03:00); utc = UTC with Z; local-z = local time labelled Z (the old Perl script; "
-                                "keeps matching calls it already sent). The PBX zone is [general] timezone."),
+        "initiated_format": Key(choice("local", "offset", "utc", "local-z"), "local-z",
+                                "How the call start is sent (NiMbox does not document its zone): local-z = PBX local "
+                                "time labelled Z (2026-11-23T18:00:05Z), what the old Perl script sent, so the calls "
+                                "it already sent keep their NiMbox key and are not doubled; for a NiMbox that starts "
+                                "empty: local = local time without suffix; offset = local time with its UTC offset "
+                                "(+03:00); utc = real UTC with Z. The PBX zone is [general] timezone."),
         "destination_rules": Key(_rewrite_rules, "", "Rewriting of the called number, `REGEX => REPLACEMENT` rules "
-                                 "separated by `;`, applied in order. The old script's behaviour: strip the "
-                                 "outside-line prefix 9, then put the area code before 7-digit numbers.",
-                                 example=r"^9(\d{7,})$ => \1; ^(\d{7})$ => 495\1"),
+                                 "separated by `;`, applied in order, each once. The old script's rule (only a number "
+                                 "starting with 9 changes: the 9 goes, and the area code is put before exactly 7 "
+                                 "remaining digits), with area code 0212: ^9(\\d{7})$ => 0212\\1; ^9(.*)$ => \\1",
+                                 example=r"^9(\d{7})$ => 0212\1; ^9(.*)$ => \1"),
         "recording_url": Key(_url_template, "", "Link sent with each call; placeholders {recordingfile}, {year}, "
                              "{month}, {day} (FreePBX monitor layout YYYY/MM/DD, from the file name) and {linkedid}. "
                              "Empty: no link; calls without a recording get none.",

@@ -34,6 +34,7 @@ class Summary:
     rejected: int = 0
     failed: int = 0           # temporary failures: kept in the outbox
     skipped: int = 0          # rows that cannot make a call (e.g. src not a number)
+    skipped_by: Dict[str, int] = field(default_factory=dict)   # reason -> count
     auth_failed: bool = False
     gave_up: bool = False     # NiMbox kept failing: the run stopped early (the next one goes on)
     errors: List[str] = field(default_factory=list)
@@ -42,7 +43,9 @@ class Summary:
         return (f"created {self.created}, already there {self.exists + self.known} "
                 f"({self.known} known, {self.exists} answered by NiMbox), rejected {self.rejected}, "
                 f"failed {self.failed}; outbox {self.outbox}, CDR rows {self.rows}, calls {self.calls}, "
-                f"skipped {self.skipped}")
+                f"skipped {self.skipped}"
+                + (" (" + ", ".join(f"{r}: {n}" for r, n in sorted(self.skipped_by.items())) + ")"
+                   if self.skipped_by else ""))
 
 
 class Sender:
@@ -187,7 +190,9 @@ class Sync:
                             call = self.builder.from_cdr(row)
                         except BadCall as e:
                             self.s.skipped += 1
-                            self.log.debug("CDR row skipped: %s", e)
+                            self.s.skipped_by[e.reason] = self.s.skipped_by.get(e.reason, 0) + 1
+                            self.log.info("CDR row skipped (%s): calldate %s, uniqueid %r, linkedid %r: %s",
+                                          e.reason, row["calldate"], row["uniqueid"], row["linkedid"], e)
                             continue
                         if call.key in self._sent_keys:
                             continue

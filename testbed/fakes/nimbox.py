@@ -13,7 +13,9 @@ Assumptions for what the page leaves open, marked [U]:
 - [U] uniqueness compares the three values as sent (strings), not as instants.
 - [U] a contact is any number of 10 digits or more unless `contacts` lists them (then only those).
 Fault modes (attribute `mode`): "up"; "503" answers HTTP 503; "hang" answers after `hang_seconds`;
-"reset" closes the connection without an answer. `latency` (seconds) delays every answer.
+"reset" closes the connection without an answer; "echo" answers HTTP 400 with an HTML error page
+quoting the request line (as many web servers do), token included. `latency` (seconds) delays every
+answer; `delete_hang` (seconds) delays the answer of a delete after the calls are deleted.
 
 Run alone for benchmarks: python -m testbed.fakes.nimbox --latency 0.02 (prints the URL).
 """
@@ -45,6 +47,7 @@ class FakeNimbox(LocalServer):
         self.duplicate_style = duplicate_style
         self.hang_seconds = hang_seconds
         self.mode = "up"
+        self.delete_hang = 0.0
         self.lock = threading.Lock()
         self.records: Dict[Tuple[str, str, str], dict] = {}
         self.create_requests = 0                    # creates answered (counted when processed)
@@ -55,6 +58,15 @@ class FakeNimbox(LocalServer):
         self._ids = itertools.count(1000)
 
     # ---- server ----------------------------------------------------------------------------------
+
+    def serve(self, handler_class) -> None:
+        from http.server import ThreadingHTTPServer
+
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 511     # a real web server's backlog (nginx), not the stdlib's 5
+            daemon_threads = True
+        self.server = Server(("127.0.0.1", 0), handler_class)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def start(self) -> "FakeNimbox":
         fake = self
@@ -85,6 +97,11 @@ class FakeNimbox(LocalServer):
                     self.close_connection = True
                     self.connection.close()
                     return
+                if mode == "echo":
+                    with fake.lock:
+                        fake.answers["fault"] += 1
+                    page = f"<html><body>Bad Request: GET {self.path}</body></html>".encode()
+                    return self._send(400, page, "text/html")
                 if mode == "hang":
                     time.sleep(fake.hang_seconds)
                 if fake.latency:
@@ -97,6 +114,7 @@ class FakeNimbox(LocalServer):
                     answer = fake.create(q)
                 elif u.path.endswith("/direct/items/phonecalls/delete"):
                     answer = fake.delete(q)
+                    time.sleep(fake.delete_hang)
                 else:
                     return self._send(404, b"Not Found", "text/plain")
                 self._send(200, json.dumps(answer).encode(), "application/json")
