@@ -342,6 +342,41 @@ def _nimbox_validate(v: Dict[str, Any]) -> List[Tuple[str, str]]:
     return out
 
 
+# ---- [dialer] value types: each lands in the dialplan as an application argument ---------------
+
+_VAR = r"\$\{[A-Za-z_][A-Za-z0-9_]*\}"
+# Tech/resource[&Tech/resource]: no `,` (Dial() argument separator), `;` (dialplan comment), parentheses,
+# quotes, spaces or `$[`/`${FUNC(`: the value must stay one argument that means what it says.
+_CHANNEL = rf"[A-Za-z][A-Za-z0-9]*/(?:[A-Za-z0-9_.@:+*/\-]|{_VAR})+"
+_DIAL_TARGET = re.compile(rf"{_CHANNEL}(?:&{_CHANNEL})*")
+_SOUND = re.compile(r"[A-Za-z0-9_./\-]+(?:&[A-Za-z0-9_./\-]+)*")
+_DIAL_HELP = ("a dial string Tech/resource such as PJSIP/${NUMBER}@trunk or Local/100@from-internal (letters, "
+              "digits, _ . @ : + * / -, ${VARIABLE}, several joined by &; no , ; ( ) quotes or spaces: Asterisk "
+              "would split or cut the Dial() arguments there)")
+
+
+def _dial_target(v: str) -> str:
+    s = v.strip()
+    if s and not _DIAL_TARGET.fullmatch(s):
+        raise _Invalid(_DIAL_HELP)
+    return s
+
+
+def _dial_out(v: str) -> str:
+    s = _dial_target(v)
+    if "${NUMBER}" not in s:
+        raise _Invalid(_DIAL_HELP + ", containing ${NUMBER} where the number dialled goes")
+    return s
+
+
+def _sound(v: str) -> str:
+    s = v.strip()
+    if not _SOUND.fullmatch(s):
+        raise _Invalid("a sound name such as custom/avtoobzvon or an absolute path without extension (letters, "
+                       "digits, _ . / -, several joined by &)")
+    return s
+
+
 # ---- schema ------------------------------------------------------------------------------------
 
 @dataclass
@@ -434,14 +469,14 @@ SCHEMA: Dict[str, Section] = {
         "poll_ms": Key(_int_range(10, 5000), "50", "The web process checks memcached for a new version this often."),
     }),
     "dialer": Section("Autodialer (avtoobzvon): dialplan, call files and pacing.", {
-        "dial_out": Key(_nonempty, "PJSIP/${NUMBER}@trunk",
+        "dial_out": Key(_dial_out, "PJSIP/${NUMBER}@trunk",
                         "Dial string for the outside call; ${NUMBER} is replaced by the number dialled. "
                         "On FreePBX e.g. Local/${NUMBER}@from-internal to use the outbound routes."),
         "ring_seconds": Key(_int_range(1, 300), "40", "How long the callee's phone rings."),
-        "sound": Key(_nonempty, "custom/avtoobzvon", "Sound played on plain calls (no extension, as Playback wants it)."),
-        "ivr_prompt": Key(_nonempty, "custom/avtoobzvon-ivr", "Prompt played on IVR calls before reading one digit."),
+        "sound": Key(_sound, "custom/avtoobzvon", "Sound played on plain calls (no extension, as Playback wants it)."),
+        "ivr_prompt": Key(_sound, "custom/avtoobzvon-ivr", "Prompt played on IVR calls before reading one digit."),
         "ivr_wait_seconds": Key(_int_range(1, 60), "7", "Seconds to wait for the digit."),
-        "connect_to": Key(_str, "", "Dial string the callee is connected to when the pressed digit matches "
+        "connect_to": Key(_dial_target, "", "Dial string the callee is connected to when the pressed digit matches "
                                     "(e.g. Local/100@from-internal); empty: just hang up."),
         "callerid": Key(_callerid, "", "CallerID of the calls, e.g. \"Office\" <84951234567> (empty: the trunk's default).",
                         example='"Office" <84951234567>'),
@@ -460,7 +495,14 @@ SCHEMA: Dict[str, Section] = {
         "templates_dir": Key(_str, "", "Folder with your own plain.call.j2 / ivr.call.j2 overriding the shipped "
                                        "call file templates (empty: the shipped ones)."),
         "result_wait_seconds": Key(_int_range(30, 86400), "600", "After the last batch, how long a run waits "
-                                                                "for the outcomes of its calls before it closes."),
+                                                                "for the outcomes of its calls before it closes "
+                                                                "(counted once none of its call files is left "
+                                                                "in outgoing/, so retries are always waited for)."),
+        "stall_seconds": Key(_int_range(10, 86400), "120", "A run ends with an error when one of its call files "
+                                                          "has been due this long and Asterisk has not picked it "
+                                                          "up (pbx_spool not loaded, wrong spool_dir)."),
+        "import_max_bytes": Key(_int_range(100_000, 500_000_000), "50000000", "Largest list accepted by an import "
+                                                                              "through the page (pasted or uploaded)."),
     }),
     "comagic": Section("CoMagic Data API call export (`asterisk-kit comagic export`) to BigQuery or a local DuckDB file.", {
         "api_url": Key(_http_url_or_empty, "https://dataapi.comagic.ru/v2.0", "Data API endpoint (JSON-RPC 2.0); dataapi.uiscom.ru for UIS."),
@@ -577,6 +619,8 @@ class Config:
     lists the `[beeline:NAME]` sections as {NAME: values}.
     """
 
+    placeholders: List[str] = []    # "file: [section] key: ..." where the example's placeholder is left
+
     def __init__(self, path: Optional[Path], values: Dict[str, Dict[str, Any]], present: Iterable[str]):
         self.path = path
         self._values = values
@@ -633,8 +677,10 @@ def parse_text(text: str, path: Optional[Path], environ: Optional[Dict[str, str]
     """Validate ini text against SCHEMA; raise ConfigError listing every problem."""
     environ = os.environ if environ is None else environ
     where = str(path) if path else "<config>"
+    # `key = value   ; comment` as the docs write it: `;` or `#` after whitespace starts a comment.
     parser = configparser.ConfigParser(interpolation=None, default_section="__no_defaults__",
-                                       strict=True, empty_lines_in_values=False)
+                                       strict=True, empty_lines_in_values=False,
+                                       inline_comment_prefixes=(";", "#"))
     parser.optionxform = str  # keys are case-sensitive names; report them as written
     try:
         parser.read_string(text, source=where)
@@ -642,6 +688,7 @@ def parse_text(text: str, path: Optional[Path], environ: Optional[Dict[str, str]
         raise ConfigError([f"{where}: not a valid ini file: {e}".replace("\n", " ")]) from None
 
     problems: List[str] = []
+    placeholders: List[str] = []
     values: Dict[str, Dict[str, Any]] = {}
     present = set(parser.sections())
 
@@ -690,13 +737,32 @@ def parse_text(text: str, path: Optional[Path], environ: Optional[Dict[str, str]
             except _Invalid as e:
                 shown = "***" if spec.secret else raw
                 problems.append(f"{origin}: expected {e}, got {shown!r}")
+            found = _placeholder(raw)
+            if found:
+                placeholders.append(f"{origin}: still the example's placeholder {found!r}; put the real value "
+                                    f"here or in the environment as {env}")
         if sch.validate and sec_present and len(vals) == len(sch.keys):
             for keys, problem in sch.validate(vals):
                 problems.append(f"{where}: [{name}] {keys}: {problem}")
         values[name] = vals
     if problems:
         raise ConfigError(problems)
-    return Config(path, values, present)
+    cfg = Config(path, values, present)
+    cfg.placeholders = placeholders
+    return cfg
+
+
+# What `config example` and the docs write where a real value belongs: `config check` refuses them.
+_PLACEHOLDERS = (re.compile(r"change-?me", re.I), re.compile(r"^0{4,}(?:-0{4,})*$"),
+                 re.compile(r"(?:^|[/@.])example\.(?:com|org|net|ru)\b", re.I))
+
+
+def _placeholder(raw: str) -> Optional[str]:
+    for rx in _PLACEHOLDERS:
+        m = rx.search(raw.strip())
+        if m:
+            return m.group(0).lstrip("/@.")
+    return None
 
 
 def _expected(spec: Key) -> str:

@@ -18,6 +18,11 @@ def register(sub) -> None:
 
 def check(ctx) -> int:
     cfg = ctx.cfg  # raises ConfigError, printed by main()
+    if cfg.placeholders:    # the example's change-me / 0000… / example.com: valid syntax, not a working file
+        print("configuration error:", file=sys.stderr)
+        for line in cfg.placeholders:
+            print("  " + line, file=sys.stderr)
+        return 2
     print(f"{cfg.path}: ok ({', '.join('[' + s + ']' for s in cfg.sections())})")
     return 0
 

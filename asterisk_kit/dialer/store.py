@@ -29,10 +29,13 @@ MIGRATIONS = [
          result TEXT, dialstatus TEXT, answered INTEGER NOT NULL DEFAULT 0, pressed TEXT, file_status TEXT,
          PRIMARY KEY (run_id, number));
        CREATE INDEX dialer_calls_state ON dialer_calls (run_id, state, seq)""",
+    # Why a number was not dialled (e.g. a stored row that no longer renders to a call file).
+    "ALTER TABLE dialer_calls ADD COLUMN note TEXT NOT NULL DEFAULT ''",
 ]
 
-# Run states: queued (created, no process yet) -> running -> done | stopped; `stopping` asks the
-# running process to withdraw what it has not handed over.
+# Run states: queued (created, no process yet) -> running -> done | stopped | failed (Asterisk does not
+# take the call files; the note says why); `stopping` asks the running process to withdraw what it has
+# not handed over.
 ACTIVE = ("queued", "running", "stopping")
 RESULTS = ("answered", "busy", "no_answer", "failed", "withdrawn")
 
