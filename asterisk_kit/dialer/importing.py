@@ -53,7 +53,7 @@ def decode(data: bytes) -> Tuple[str, str]:
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return data.decode("utf-16", errors="replace"), "UTF-16"
     sample = data[:4000]
-    if len(sample) >= 4 and sample.count(0) * 3 > len(sample):       # UTF-16 without BOM: ASCII + NULs
+    if len(sample) >= 4 and sample.count(0) * 10 > len(sample):      # UTF-16 without BOM: text has no NULs
         le = sample[1::2].count(0) > sample[0::2].count(0)
         return data.decode("utf-16-le" if le else "utf-16-be", errors="replace"), "UTF-16"
     try:
