@@ -501,8 +501,10 @@ SCHEMA: Dict[str, Section] = {
         "stall_seconds": Key(_int_range(10, 86400), "120", "A run ends with an error when one of its call files "
                                                           "has been due this long and Asterisk has not picked it "
                                                           "up (pbx_spool not loaded, wrong spool_dir)."),
-        "import_max_bytes": Key(_int_range(100_000, 500_000_000), "50000000", "Largest list accepted by an import "
-                                                                              "through the page (pasted or uploaded)."),
+        "import_max_bytes": Key(_int_range(100_000, 500_000_000), "20000000", "Largest list accepted by an import "
+                                                                              "through the page (pasted or uploaded), "
+                                                                              "in bytes; the web app keeps request "
+                                                                              "bodies up to this size in memory."),
     }),
     "comagic": Section("CoMagic Data API call export (`asterisk-kit comagic export`) to BigQuery or a local DuckDB file.", {
         "api_url": Key(_http_url_or_empty, "https://dataapi.comagic.ru/v2.0", "Data API endpoint (JSON-RPC 2.0); dataapi.uiscom.ru for UIS."),

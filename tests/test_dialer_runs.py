@@ -54,7 +54,7 @@ def test_retries_are_waited_for_and_spaced_by_retry_time(dialer, asterisk):
     assert rows[answers]["result"] == "answered"
     # Asterisk starts the next attempt retry_time after the previous one started (its StartRetry stamp).
     starts = [t for n, t in watch.seen if n == never]
-    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
     assert all(abs(g - 15) <= 2 for g in gaps), gaps
     assert db(cfg).execute("SELECT status, note FROM dialer_runs").fetchone()[:] == ("done", "")
 

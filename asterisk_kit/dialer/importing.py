@@ -96,11 +96,14 @@ def _read_lines(text: str, rules: NumberRules, out: Parsed) -> None:
         if len(line) > MAX_LINE:
             out.rejected.append((no, line[:80], BadNumber("line.long", f"line longer than {MAX_LINE} characters")))
             continue
-        try:
-            fields = next(csv.reader(io.StringIO(line), delimiter=delim), [""])
-        except csv.Error as err:
-            out.rejected.append((no, line, BadNumber("line.csv", f"not a CSV line ({err})")))
-            continue
+        if '"' not in line:
+            fields = line.split(delim)          # what csv would give, much faster (200 000-line lists)
+        else:
+            try:
+                fields = next(csv.reader(io.StringIO(line), delimiter=delim), [""])
+            except csv.Error as err:
+                out.rejected.append((no, line, BadNumber("line.csv", f"not a CSV line ({err})")))
+                continue
         fields = [f.strip() for f in fields] + ["", ""]
         if out.read == 1 and not re.search(r"[0-9]", fields[0]) and fields[0].lower() in _HEADER:
             out.header = True

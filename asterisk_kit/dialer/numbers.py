@@ -12,6 +12,7 @@ from typing import Iterable, List, Optional
 MAX_DIGITS = 20
 _SEPARATORS = re.compile(r"[\s()\-.]")
 _DIGITS = re.compile(r"[0-9]{1,%d}" % MAX_DIGITS)
+_PLUS7 = re.compile(r"\+?7[0-9]{10}")
 
 
 class BadNumber(ValueError):
@@ -37,7 +38,7 @@ class NumberRules:
         if not s:
             raise BadNumber("number.empty", "empty number")
         if self.normalise_plus7:
-            if re.fullmatch(r"\+7[0-9]{10}", s) or re.fullmatch(r"7[0-9]{10}", s):
+            if _PLUS7.fullmatch(s):
                 s = "8" + s[-10:]
         if not _DIGITS.fullmatch(s):
             raise BadNumber("number.chars", f"{raw!r}: only digits (and +7 at the start) are allowed")

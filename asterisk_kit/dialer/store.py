@@ -53,19 +53,16 @@ def phones(conn) -> List[sqlite3.Row]:
 
 
 def upsert_phones(conn, entries: List[Entry]) -> Dict[str, int]:
-    """Add or update numbers (a number already listed is updated, never listed twice)."""
-    now, added, updated = time.time(), 0, 0
+    """Add or update numbers (a number already listed is updated, never listed twice). One statement for
+    the whole list; added = the growth of the table (entries hold each number once)."""
+    now = time.time()
     with storage.transaction(conn):
-        for e in entries:
-            cur = conn.execute("UPDATE dialer_phones SET digit = ?, comment = ?, updated = ? WHERE number = ?",
-                               (e.digit, e.comment, now, e.number))
-            if cur.rowcount:
-                updated += 1
-            else:
-                conn.execute("INSERT INTO dialer_phones (number, digit, comment, created, updated) "
-                             "VALUES (?, ?, ?, ?, ?)", (e.number, e.digit, e.comment, now, now))
-                added += 1
-    return {"added": added, "updated": updated}
+        before = conn.execute("SELECT count(*) FROM dialer_phones").fetchone()[0]
+        conn.executemany("INSERT INTO dialer_phones (number, digit, comment, created, updated) VALUES (?, ?, ?, ?, ?) "
+                         "ON CONFLICT(number) DO UPDATE SET digit = excluded.digit, comment = excluded.comment, "
+                         "updated = excluded.updated", [(e.number, e.digit, e.comment, now, now) for e in entries])
+        added = conn.execute("SELECT count(*) FROM dialer_phones").fetchone()[0] - before
+    return {"added": added, "updated": len(entries) - added}
 
 
 def replace_phone(conn, old_number: str, e: Entry) -> None:
