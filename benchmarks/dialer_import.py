@@ -46,10 +46,11 @@ def main() -> None:
                        f"ami_secret = b\nspool_dir = {d}/spool\nrun_user =\n[dialer]\n")
         print(f"file: {n} numbers, {f.stat().st_size / 1e6:.1f} MB, Windows-1251, in {base}")
         rows = []
-        for label, cmd in (("bare: decode + csv + SQLite insert", [sys.executable, "-c", BARE, str(f), str(d / "b.db")]),
-                           ("kit: dialer import (new list)", [str(KIT), "--config", str(cfg), "dialer", "import", str(f)]),
-                           ("kit: dialer import (same file again)", [str(KIT), "--config", str(cfg), "dialer", "import",
-                                                                      str(f)])):
+        import_cmd = [str(KIT), "--config", str(cfg), "dialer", "import", str(f)]
+        bare_cmd = [sys.executable, "-c", BARE, str(f), str(d / "b.db")]
+        for label, cmd in (("bare: decode + csv + SQLite insert", bare_cmd),
+                           ("kit: dialer import (new list)", import_cmd),
+                           ("kit: dialer import (same file again)", import_cmd)):
             t = time.perf_counter()
             p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
             _, _, ru = os.wait4(p.pid, 0)
