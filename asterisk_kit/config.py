@@ -91,6 +91,8 @@ class Config:
     lists the `[beeline:NAME]` sections as {NAME: values}. `cfg.files` are the files read, in order.
     """
 
+    placeholders: List[str] = []    # "file: [section] key: ..." where the example's placeholder is left
+
     def __init__(self, path: Optional[Path], values: Dict[str, Dict[str, Any]], present: Iterable[str],
                  files: Sequence[Path] = (), secret_files: Iterable[Path] = ()):
         self.path = path
@@ -196,8 +198,10 @@ INSTANCE_NAME = r"[A-Za-z0-9][A-Za-z0-9_-]*"
 
 
 def _parser() -> configparser.ConfigParser:
+    # `key = value   ; comment` as the docs write it: `;` or `#` after whitespace starts a comment.
     parser = configparser.ConfigParser(interpolation=None, default_section="__no_defaults__",
-                                       strict=True, empty_lines_in_values=False)
+                                       strict=True, empty_lines_in_values=False,
+                                       inline_comment_prefixes=(";", "#"))
     parser.optionxform = str  # type: ignore[assignment,method-assign]  # keys are case-sensitive names
     return parser
 
@@ -236,6 +240,7 @@ def parse_sources(sources: Sequence[Tuple[Optional[Path], str]], path: Optional[
     values: Dict[str, Dict[str, Any]] = {}
     present = set(raw)
     secret_files = set()
+    placeholders: List[str] = []
 
     for name, keys in raw.items():
         sch = _schema_for(name)
@@ -291,6 +296,10 @@ def parse_sources(sources: Sequence[Tuple[Optional[Path], str]], path: Optional[
             except Invalid as e:
                 shown = "***" if spec.secret else value
                 problems.append(f"{origin}: expected {e}, got {shown!r}")
+            found = _placeholder(value)
+            if found:
+                placeholders.append(f"{origin}: still the example's placeholder {found!r}; put the real value "
+                                    f"here or in the environment as {env}")
         if sch.validate and sec_present and len(vals) == len(sch.keys):
             for keys_, problem in sch.validate(vals):
                 problems.append(f"{sec_where}: [{name}] {keys_}: {problem}")
@@ -301,7 +310,22 @@ def parse_sources(sources: Sequence[Tuple[Optional[Path], str]], path: Optional[
     if problems:
         raise ConfigError(problems)
     files = [Path(p) for p, _ in sources if p]
-    return Config(path, values, present, files, secret_files)
+    cfg = Config(path, values, present, files, secret_files)
+    cfg.placeholders = placeholders
+    return cfg
+
+
+# What `config example` and the docs write where a real value belongs: `config check` refuses them.
+_PLACEHOLDERS = (re.compile(r"change-?me", re.I), re.compile(r"^0{4,}(?:-0{4,})*$"),
+                 re.compile(r"(?:^|[/@.])example\.(?:com|org|net|ru)\b", re.I))
+
+
+def _placeholder(raw: str) -> Optional[str]:
+    for rx in _PLACEHOLDERS:
+        m = rx.search(raw.strip())
+        if m:
+            return m.group(0).lstrip("/@.")
+    return None
 
 
 def _expected(spec: Key) -> str:

@@ -23,6 +23,11 @@ def check(ctx) -> int:
     cfg = ctx.cfg  # raises ConfigError, printed by main()
     for line in readable_warnings(cfg):
         print("warning: " + line, file=sys.stderr)
+    if cfg.placeholders:    # the example's change-me / 0000… / example.com: valid syntax, not a working file
+        print("configuration error:", file=sys.stderr)
+        for line in cfg.placeholders:
+            print("  " + line, file=sys.stderr)
+        return 2
     dropins = [str(p) for p in cfg.files if p != cfg.path]
     print(f"{cfg.path}: ok ({', '.join('[' + s + ']' for s in cfg.sections())})"
           + (f"; drop-ins: {', '.join(dropins)}" if dropins else ""))

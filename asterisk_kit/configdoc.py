@@ -15,6 +15,13 @@ def markdown() -> str:
            "`asterisk-kit config check` validates a file. Every key can be overridden from the "
            "environment as `ASTERISK_KIT_<SECTION>_<KEY>` (section and key upper-cased, other "
            "characters as `_`), which is the way to keep secrets out of the file.",
+           "",
+           "Comments: a line starting with `#` or `;`, and an inline comment `key = value   ; comment` "
+           "(`;` or `#` after whitespace ends the value; one without a space before, as in "
+           "`\\1; ^(\\d{7})$`, stays part of it). Environment values are taken whole. "
+           "`config check` also refuses the example's placeholders (`change-me`, all-zero tokens, "
+           "`example.com`-style hosts) with exit code 2, naming each; the jobs themselves do not look "
+           "for them.",
            "", "Generated from the code (`python -m asterisk_kit.configdoc`).", ""]
     for name, sec in schema().items():
         title = f"[{name}:NAME]" if sec.multi else f"[{name}]"

@@ -1,13 +1,16 @@
-"""Render and queue 10 000 call files (target: < 2 s on the 2-core test machine, pauses excluded).
+"""Hand-over cost per number as the list grows: it must stay flat from 1 000 to 200 000 numbers.
 
-Measures what a run does per number: Jinja render + line check, write + fsync in spool/tmp, rename
-into spool/outgoing, and the store update per batch. No Asterisk picks the files up here, so the
-in-progress count is switched off (the pacing waits are not part of the figure).
+For each list size and batch size (bundle) the kit's whole hand-over loop runs (choose the next batch,
+render + line check, write in spool/tmp, one sync, rename into spool/outgoing, store update), with no
+Asterisk picking the files up (the in-progress count is switched off, timeout = 0). The baseline, in the
+same run on the same disk, does only the file system's part in the same batches: create + write, one
+sync, rename, fsync of the folder. The kit's share is the difference.
 
-    .venv/bin/python benchmarks/dialer_queue.py [N] [DIR]
+    .venv/bin/python benchmarks/dialer_queue.py [SIZES] [BUNDLES] [DIR]
+    e.g. benchmarks/dialer_queue.py 1000,10000,50000,200000 10,100 /var/tmp   (the defaults)
 
-DIR (default /var/tmp) should be on the disk the real spool is on: /tmp on the test machine is
-much slower at creating files than the rest of the same ext4 disk (25x in a quick check).
+DIR should be on the disk the real spool is on. os.sync() per batch dominates on a busy disk: it is in
+both figures, so the kit's share stays readable.
 """
 from __future__ import annotations
 
@@ -24,55 +27,73 @@ from asterisk_kit.dialer import store
 from asterisk_kit.dialer.numbers import Entry
 from asterisk_kit.dialer.runner import Runner
 
+TEXT = "x" * 300      # a call file is about 300 bytes
 
-def raw_files(d: Path, n: int) -> float:
-    """What the file system alone costs for N call files (a busy disk makes this dominate)."""
-    a, b = d / "raw-a", d / "raw-b"
-    a.mkdir()
-    b.mkdir()
-    t = time.perf_counter()
-    for i in range(n):
-        with open(a / f"f{i}.call", "w") as f:
-            f.write("x" * 300)
-        os.rename(a / f"f{i}.call", b / f"f{i}.call")
-    took = time.perf_counter() - t
-    shutil.rmtree(a)
-    shutil.rmtree(b)
-    return took
+
+def bare(d: Path, n: int, bundle: int) -> tuple:
+    """The file system's part alone, batch by batch as the kit does it."""
+    tmp, out = d / "bare-tmp", d / "bare-out"
+    tmp.mkdir()
+    out.mkdir()
+    t, c = time.perf_counter(), time.process_time()
+    for start in range(0, n, bundle):
+        names = [f"f{i}.call" for i in range(start, min(n, start + bundle))]
+        for name in names:
+            with open(tmp / name, "w") as f:
+                f.write(TEXT)
+        os.sync()
+        for name in names:
+            os.rename(tmp / name, out / name)
+        fd = os.open(out, os.O_RDONLY)
+        os.fsync(fd)
+        os.close(fd)
+    took, cpu = time.perf_counter() - t, time.process_time() - c
+    shutil.rmtree(tmp)
+    shutil.rmtree(out)
+    return took, cpu
+
+
+def kit(d: Path, n: int, bundle: int) -> tuple:
+    (d / "spool" / "outgoing").mkdir(parents=True)
+    cfg = parse_text(f"[general]\ndata_dir = {d}/data\n[asterisk]\nami_user = a\nami_secret = b\n"
+                     f"spool_dir = {d}/spool\nrun_user =\n[dialer]\nbundle = {bundle}\ntimeout = 0\n"
+                     f"max_in_progress = 1000\n", d / "kit.ini")
+    conn = store.connect(cfg)
+    store.upsert_phones(conn, [Entry(f"89{i:09d}", str(i % 10) if i % 3 == 0 else "") for i in range(n)])
+    run_id = store.create_run(conn, "manual", "2026-01-01")
+    log = logging.getLogger("bench")
+    log.addHandler(logging.NullHandler())
+    log.propagate = False
+    runner = Runner(cfg, conn, log)
+    runner.in_progress.count = lambda run_id: 0      # nobody picks the files up here
+    t, c = time.perf_counter(), time.process_time()
+    runner._hand_over(run_id)
+    took, cpu = time.perf_counter() - t, time.process_time() - c
+    files = sum(1 for _ in os.scandir(d / "spool" / "outgoing"))
+    assert files == n, files
+    conn.close()
+    shutil.rmtree(d / "spool")
+    shutil.rmtree(d / "data")
+    return took, cpu
 
 
 def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
-    base = sys.argv[2] if len(sys.argv) > 2 else "/var/tmp"
-    with tempfile.TemporaryDirectory(dir=base) as d:
-        d = Path(d)
-        (d / "spool" / "outgoing").mkdir(parents=True)
-        cfg = parse_text(f"[general]\ndata_dir = {d}/data\n[asterisk]\nami_user = a\nami_secret = b\n"
-                         f"spool_dir = {d}/spool\nrun_user =\n[dialer]\nbundle = 1000\ntimeout = 0\n"
-                         f"max_in_progress = 1000\nresult_wait_seconds = 30\n", d / "kit.ini")
-        t_raw = raw_files(d, n)
-        conn = store.connect(cfg)
-        t = time.perf_counter()
-        store.upsert_phones(conn, [Entry(f"89{i:09d}", str(i % 10) if i % 3 == 0 else "") for i in range(n)])
-        t_list = time.perf_counter() - t
-        run_id = store.create_run(conn, "manual", "2026-01-01")
-        log = logging.getLogger("bench")
-        log.addHandler(logging.NullHandler())
-        log.propagate = False
-        runner = Runner(cfg, conn, log)
-        runner.in_progress.count = lambda run_id: 0      # nobody picks the files up here
-        t, c = time.perf_counter(), time.process_time()
-        runner._hand_over(run_id)
-        t_queue, c_queue = time.perf_counter() - t, time.process_time() - c
-        files = len(list((d / "spool" / "outgoing").iterdir()))
-        assert files == n, files
-        print(f"numbers: {n}")
-        print(f"save list + create run: {t_list:.2f} s")
-        print(f"render + queue (write, sync, rename, store): {t_queue:.2f} s  "
-              f"({n / t_queue:.0f} files/s; target < 2 s for 10 000)")
-        print(f"  CPU time of this process (user + kernel, file creation included): {c_queue:.2f} s")
-        print(f"  baseline, same disk now: bare create + write + rename of {n} files in Python: {t_raw:.2f} s "
-              f"(the kit's own share: {max(t_queue - t_raw, 0):.2f} s)")
+    sizes = [int(x) for x in (sys.argv[1] if len(sys.argv) > 1 else "1000,10000,50000,200000").split(",")]
+    bundles = [int(x) for x in (sys.argv[2] if len(sys.argv) > 2 else "10,100").split(",")]
+    base = sys.argv[3] if len(sys.argv) > 3 else "/var/tmp"
+    print(f"hand-over cost per number, files in {base} (µs per number; wall clock, and CPU time of this process,")
+    print("which leaves out the waits for os.sync() that a busy machine makes noisy)")
+    print(f"{'bundle':>6} {'numbers':>8} {'kit':>7} {'bare fs':>8} {'share':>7} {'ratio':>6} | "
+          f"{'kit CPU':>8} {'bare CPU':>8} {'share':>7} {'ratio':>6}")
+    for bundle in bundles:
+        for n in sizes:
+            with tempfile.TemporaryDirectory(dir=base) as d:
+                t_bare, c_bare = bare(Path(d), n, bundle)
+                t_kit, c_kit = kit(Path(d), n, bundle)
+            per = 1e6 / n
+            print(f"{bundle:>6} {n:>8} {t_kit * per:>7.0f} {t_bare * per:>8.0f} {(t_kit - t_bare) * per:>7.0f} "
+                  f"{t_kit / t_bare:>6.2f} | {c_kit * per:>8.0f} {c_bare * per:>8.0f} {(c_kit - c_bare) * per:>7.0f} "
+                  f"{c_kit / c_bare:>6.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from asterisk_kit.ami import AmiClient
 from testbed.asterisk import REPO, Asterisk, free_port
 from testbed.baresip import Baresip
 
-PANEL_USER = "asterisk-kit-panel"
+PANEL_USER = "asterisk-kit-panel-actions"
 PANEL_SECRET = "panel-test-secret"
 EXTENS = ("101", "102", "103")
 DIAL_CONTEXT = "panel-dial"

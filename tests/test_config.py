@@ -157,6 +157,23 @@ def test_config_example_command_round_trips(tmp_path):
     p = tmp_path / "ex.ini"
     p.write_text(r.stdout)
     r = run_cli("--config", str(p), "config", "check")
+    # Valid syntax, but the example's placeholders are not a working file: each is named.
+    assert r.returncode == 2 and "ok" not in r.stdout, r.stdout + r.stderr
+    assert f"{p}: [asterisk] ami_secret: still the example's placeholder 'change-me'" in r.stderr, r.stderr
+    # Every section uncommented: the placeholders of the capabilities are named too.
+    text = config.example_text()
+    for name, sec in config.SCHEMA.items():
+        text = uncomment(text, f"[{name}:main]" if sec.multi else f"[{name}]")
+    p.write_text(text)
+    r_all = run_cli("--config", str(p), "config", "check")
+    assert r_all.returncode == 2, r_all.stdout + r_all.stderr
+    for where in ("[asterisk] ami_secret: still the example's placeholder 'change-me'",
+                  "[nimbox] url: still the example's placeholder 'example.com'",
+                  "[beeline:main] token: still the example's placeholder '00000000-0000-0000-0000-000000000000'"):
+        assert f"{p}: {where}" in r_all.stderr, r_all.stderr
+    p.write_text(text.replace("change-me", "s3cret").replace("example.", "acme.")
+                 .replace("00000000-0000-0000-0000-000000000000", "6f1c2b7e-1d2a-4c1b-9a57-3f1e2d4c5b6a"))
+    r = run_cli("--config", str(p), "config", "check")
     assert r.returncode == 0, r.stderr
 
 

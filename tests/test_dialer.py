@@ -413,7 +413,8 @@ def test_custom_template_cannot_produce_a_bad_line(tmp_path):
         Renderer(cfg).render(1, "89990000001")
 
 
-@pytest.mark.parametrize("value", ['"x" <1>;Channel: y', '"a" <1> # c', "<12>\\nChannel: x", '"Name;" <1>'])
+# (`"a" <1> # c` is the value `"a" <1>` and a comment: `;`/`#` after whitespace start one, see config.md.)
+@pytest.mark.parametrize("value", ['"x" <1>;Channel: y', '"a" <1>#c', "<12>\\nChannel: x", '"Name;" <1>'])
 def test_callerid_with_call_file_syntax_is_a_config_error(tmp_path, value):
     from asterisk_kit.config import ConfigError, parse_text
     with pytest.raises(ConfigError, match=r"\[dialer\] callerid"):

@@ -157,27 +157,35 @@ def _ts(t) -> str:
 
 def cmd_import(ctx) -> int:
     from . import migrate, store
-    from .numbers import NumberRules, parse_bulk
-    text = sys.stdin.read() if ctx.args.file == "-" else open(ctx.args.file, encoding="utf-8-sig").read()
+    from .importing import ImportProblem, decode, read_list
+    from .numbers import NumberRules
+    name = ctx.args.file
+    try:
+        data = sys.stdin.buffer.read() if name == "-" else open(name, "rb").read()
+    except OSError as e:
+        print(f"asterisk-kit: {name}: cannot read: {e.strerror}", file=sys.stderr)
+        return 1
     conn = _conn(ctx)
     try:
         if ctx.args.schedule:
-            store.set_schedule(conn, migrate.parse_schedule(json.loads(text)))
+            try:
+                sched = json.loads(decode(data)[0])
+            except (ValueError, RecursionError) as e:
+                raise migrate.ImportError_(f"schedule.json: not valid JSON ({type(e).__name__}: {e})"[:300]) from None
+            store.set_schedule(conn, migrate.parse_schedule(sched))
             print("schedule imported")
             return 0
-        rules = NumberRules.from_config(ctx.cfg)
-        if text.lstrip().startswith("["):
-            entries, rejected = migrate.parse_todo(json.loads(text), rules)
-        else:
-            entries, rejected = parse_bulk(text, rules)
-    except (ValueError, migrate.ImportError_) as e:
-        print(f"asterisk-kit: {ctx.args.file}: {e}", file=sys.stderr)
+        parsed = read_list(data, NumberRules.from_config(ctx.cfg))
+    except (ImportProblem, migrate.ImportError_) as e:
+        print(f"asterisk-kit: {name}: {e}", file=sys.stderr)
         return 1
-    for no, line, err in rejected:
-        print(f"rejected line {no}: {line.strip()!r}: {err}", file=sys.stderr)
-    res = store.upsert_phones(conn, entries)
-    print(f"{res['added']} added, {res['updated']} updated, {len(rejected)} rejected")
-    return 1 if rejected else 0
+    for no, line, err in parsed.rejected:
+        print(f"rejected line {no}: {line.strip()[:120]!r}: {err}", file=sys.stderr)
+    res = store.upsert_phones(conn, parsed.entries)
+    print(f"{res['added']} added, {res['updated']} updated, {len(parsed.rejected)} rejected "
+          f"({parsed.read} line(s) read as {parsed.encoding}, {parsed.duplicates} duplicate(s) merged"
+          + ("; header line skipped" if parsed.header else "") + ")")
+    return 1 if parsed.rejected else 0
 
 
 def cmd_export(ctx) -> int:

@@ -1,42 +1,20 @@
 """Import and export in the shapes of the previous PHP tool's files (shapes documented in docs/dialer.md).
 
 todo.json:     [{"number": "89161234567", "dtmf": "1", "comment": "Ivanov"}, ...]
-               (also accepted: a list of plain number strings; "dtmf" may be absent or "")
+               (also accepted: a list of plain number strings; "dtmf" may be absent or ""; read by
+               importing.py)
 schedule.json: {"mon": "09:00", "tue": "off", ..., "sun": "off"}   (missing days: off)
 """
 from __future__ import annotations
 
 import json
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional
 
-from .numbers import BadNumber, Entry, NumberRules, comment, digit
 from .schedule import WEEKDAYS
 
 
 class ImportError_(ValueError):
     pass
-
-
-def parse_todo(data, rules: NumberRules) -> Tuple[List[Entry], List[Tuple[int, str, BadNumber]]]:
-    if not isinstance(data, list):
-        raise ImportError_("todo.json: expected a JSON list of numbers or {number, dtmf, comment} objects")
-    accepted: Dict[str, Entry] = {}
-    rejected = []
-    for i, item in enumerate(data, 1):
-        if isinstance(item, (str, int)):
-            item = {"number": str(item)}
-        if not isinstance(item, dict):
-            rejected.append((i, json.dumps(item, ensure_ascii=False), BadNumber("number.chars", "not a number or object")))
-            continue
-        try:
-            e = Entry(rules.number(str(item.get("number", ""))), digit(str(item.get("dtmf") or "")),
-                      comment(str(item.get("comment") or "")))
-        except BadNumber as err:
-            rejected.append((i, json.dumps(item, ensure_ascii=False), err))
-            continue
-        accepted.pop(e.number, None)
-        accepted[e.number] = e
-    return list(accepted.values()), rejected
 
 
 def export_todo(rows) -> str:

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Iterable, List, Optional, Tuple
+from typing import Iterable, List, Optional
 
 MAX_DIGITS = 20
 _SEPARATORS = re.compile(r"[\s()\-.]")
 _DIGITS = re.compile(r"[0-9]{1,%d}" % MAX_DIGITS)
+_PLUS7 = re.compile(r"\+?7[0-9]{10}")
 
 
 class BadNumber(ValueError):
@@ -37,7 +38,7 @@ class NumberRules:
         if not s:
             raise BadNumber("number.empty", "empty number")
         if self.normalise_plus7:
-            if re.fullmatch(r"\+7[0-9]{10}", s) or re.fullmatch(r"7[0-9]{10}", s):
+            if _PLUS7.fullmatch(s):
                 s = "8" + s[-10:]
         if not _DIGITS.fullmatch(s):
             raise BadNumber("number.chars", f"{raw!r}: only digits (and +7 at the start) are allowed")
@@ -69,37 +70,6 @@ class Entry:
     number: str
     digit: str = ""
     comment: str = ""
-
-
-def parse_bulk(text: str, rules: NumberRules) -> Tuple[List[Entry], List[Tuple[int, str, BadNumber]]]:
-    """Bulk paste / CSV import: one number per line, or `number[,;\\t]digit[,;\\t]comment`.
-
-    Returns the accepted entries (duplicates merged: the last line's digit and comment win) and the
-    rejected lines as (line number, line, reason). A first line that looks like a header is skipped.
-    """
-    import csv
-    import io
-    accepted: dict = {}
-    rejected: List[Tuple[int, str, BadNumber]] = []
-    lines = text.splitlines()
-    sample = "\n".join(lines[:5])
-    delim = "\t" if "\t" in sample else (";" if ";" in sample else ",")
-    for no, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        fields = next(csv.reader(io.StringIO(line), delimiter=delim), [""])
-        fields = [f.strip() for f in fields] + ["", ""]
-        if no == 1 and not re.search(r"[0-9]", fields[0]) and fields[0].lower() in ("number", "phone", "номер",
-                                                                                       "телефон"):
-            continue
-        try:
-            e = Entry(rules.number(fields[0]), digit(fields[1]), comment(fields[2]))
-        except BadNumber as err:
-            rejected.append((no, line, err))
-            continue
-        accepted.pop(e.number, None)
-        accepted[e.number] = e
-    return list(accepted.values()), rejected
 
 
 def dedupe(entries: Iterable[Entry]) -> List[Entry]:

@@ -13,7 +13,7 @@ from typing import Callable, Optional
 
 from .. import storage
 from . import store
-from .callfile import Renderer, Spool, archived_status, being_dialled, file_name, parse_name
+from .callfile import CallFileError, Renderer, Spool, archived_status, being_dialled, file_name, parse_name
 
 # Dialplan-reported DIALSTATUS of the outside leg -> result
 _DIALSTATUS = {"BUSY": "busy", "NOANSWER": "no_answer", "CANCEL": "no_answer", "CONGESTION": "failed",
@@ -83,6 +83,10 @@ class InProgress:
             self.ami = None
 
 
+class Stalled(Exception):
+    """Asterisk does not take the run's call files (pbx_spool not loaded, wrong spool_dir)."""
+
+
 class Runner:
     def __init__(self, cfg, conn, log: logging.Logger, progress: Optional[Callable[[str], None]] = None,
                  sleep: Callable[[float], None] = time.sleep):
@@ -109,6 +113,10 @@ class Runner:
         try:
             self._hand_over(run_id)
             self._await_outcomes(run_id)
+        except Stalled as e:
+            self.log.error("run %d: %s", run_id, e)
+            self._withdraw(run_id, reason="not picked up by Asterisk")
+            return self._close(run_id, error=str(e))
         finally:
             self.in_progress.close()
         return self._close(run_id)
@@ -136,51 +144,92 @@ class Runner:
         conn, d = self.conn, self.d
         batch = (conn.execute("SELECT max(batch) FROM dialer_calls WHERE run_id = ?", (run_id,)).fetchone()[0] or 0)
         total = conn.execute("SELECT count(*) FROM dialer_calls WHERE run_id = ?", (run_id,)).fetchone()[0]
-        while True:
+        # Counted once and kept up to date here: counting the pending rows per batch made a run quadratic.
+        left = conn.execute("SELECT count(*) FROM dialer_calls WHERE run_id = ? AND state = 'pending'",
+                            (run_id,)).fetchone()[0]
+        while left:
             if self._stopping(run_id):
                 return
             self.collect(run_id)
             busy = self.in_progress.count(run_id)
             room = 0 if busy is None else d["max_in_progress"] - busy
             if room <= 0:
-                self.sleep(1.0)
+                self._wait(run_id, 1.0)
                 continue
             rows = self._pending(run_id, min(d["bundle"], room))
             if not rows:
                 return
             batch += 1
-            self.spool.hand_over([(file_name(run_id, c["number"]), self.renderer.render(run_id, c["number"], c["digit"]))
-                                  for c in rows])
-            names = [c["number"] for c in rows]
+            files, bad = [], []
+            for c in rows:
+                try:
+                    files.append((c["number"], self.renderer.render(run_id, c["number"], c["digit"])))
+                except CallFileError as e:      # e.g. a row an older version stored: fail it, go on
+                    bad.append((c["number"], str(e)))
+            self.spool.hand_over([(file_name(run_id, n), text) for n, text in files])
             now = time.time()
             with storage.transaction(conn):
                 conn.executemany("UPDATE dialer_calls SET state = 'spooled', spooled = ?, batch = ? "
                                  "WHERE run_id = ? AND number = ? AND state = 'pending'",
-                                 [(now, batch, run_id, n) for n in names])
-            left = len(self._pending(run_id, None))
-            self.log.info("run %d: batch %d handed %d call file(s) to Asterisk, %d left", run_id, batch, len(names), left)
+                                 [(now, batch, run_id, n) for n, _ in files])
+                conn.executemany("UPDATE dialer_calls SET state = 'done', result = 'failed', finished = ?, "
+                                 "batch = ?, note = ? WHERE run_id = ? AND number = ? AND state = 'pending'",
+                                 [(now, batch, reason, run_id, n) for n, reason in bad])
+            for n, reason in bad:
+                self.log.error("run %d: number %r not dialled: %s", run_id, n, reason)
+            left = max(0, left - len(rows))
+            self.log.info("run %d: batch %d handed %d call file(s) to Asterisk, %d left", run_id, batch, len(files),
+                          left)
             self.progress(f"run {run_id}: {total - left}/{total} handed over (batch {batch})")
             if left and d["timeout"]:
-                self._pause(run_id, d["timeout"])
+                self._wait(run_id, d["timeout"])
 
-    def _pause(self, run_id: int, seconds: float) -> None:
+    def _wait(self, run_id: int, seconds: float) -> None:
+        """A pause that keeps working: outcomes are collected and the spool watched every second."""
         end = time.monotonic() + seconds
-        while time.monotonic() < end and not self._stopping(run_id):
-            self.sleep(min(1.0, max(0.0, end - time.monotonic())))
+        while not self._stopping(run_id):
+            self.collect(run_id)
+            self._check_spool(run_id)
+            rest = end - time.monotonic()
+            if rest <= 0:
+                return
+            self.sleep(min(1.0, rest))
+
+    def _check_spool(self, run_id: int) -> None:
+        """Raise Stalled when a call file of the run has been due for stall_seconds and Asterisk has not
+        started it. (Asterisk pushes a file's mtime into the future when it starts or re-schedules it.)"""
+        limit = time.time() - self.d["stall_seconds"]
+        for p in self.spool.waiting(run_id):
+            try:
+                due = p.stat().st_mtime
+            except FileNotFoundError:
+                continue
+            if due < limit and not being_dialled(p):
+                raise Stalled(f"Asterisk has not picked up call file {p.name} for {self.d['stall_seconds']} s: is "
+                              f"pbx_spool loaded, and is [asterisk] spool_dir ({self.spool.root}) its astspooldir?")
 
     def _await_outcomes(self, run_id: int) -> None:
-        deadline = time.monotonic() + self.d["result_wait_seconds"]
+        """Until every call of the run has its outcome. While Asterisk holds a call file of the run (ringing,
+        or waiting for a retry) the run stays open; result_wait_seconds counts once none is left."""
+        deadline = None
         while True:
             if self._stopping(run_id):
                 self._withdraw(run_id)
             self.collect(run_id)
+            self._check_spool(run_id)
             open_ = self.conn.execute("SELECT count(*) FROM dialer_calls WHERE run_id = ? AND state = 'spooled'",
                                       (run_id,)).fetchone()[0]
-            if not open_ or time.monotonic() > deadline:
+            if not open_:
+                return
+            if self.spool.waiting(run_id):
+                deadline = None
+            elif deadline is None:
+                deadline = time.monotonic() + self.d["result_wait_seconds"]
+            elif time.monotonic() > deadline:
                 return
             self.sleep(1.0)
 
-    def _withdraw(self, run_id: int) -> None:
+    def _withdraw(self, run_id: int, reason: str = "") -> None:
         """Stop: nothing more is handed over, and call files waiting in the spool (not picked up yet,
         or waiting for a retry) are taken back. A call Asterisk is dialling right now finishes: its
         outcome is collected, and if it ends with a retry scheduled, the next pass takes that back."""
@@ -195,9 +244,11 @@ class Runner:
                 pass                    # Asterisk finished it just now: its outcome will be collected
         with storage.transaction(self.conn):
             n = store.withdraw_pending(self.conn, run_id)
-            for number in taken:
-                self.conn.execute("UPDATE dialer_calls SET state = 'withdrawn', result = 'withdrawn', finished = ? "
-                                  "WHERE run_id = ? AND number = ? AND state = 'spooled'", (time.time(), run_id, number))
+            for number in taken:    # with a reason (Asterisk never took it): failed, else withdrawn by Stop
+                self.conn.execute("UPDATE dialer_calls SET state = ?, result = ?, note = ?, finished = ? "
+                                  "WHERE run_id = ? AND number = ? AND state = 'spooled'",
+                                  ("done" if reason else "withdrawn", "failed" if reason else "withdrawn", reason,
+                                   time.time(), run_id, number))
         if n or taken:
             self.log.info("run %d: stop: %d not handed over and %d call file(s) taken back from the spool",
                           run_id, n, len(taken))
@@ -231,18 +282,23 @@ class Runner:
                 pass
         return len(settled)
 
-    def _close(self, run_id: int) -> str:
+    def _close(self, run_id: int, error: str = "") -> str:
         now = time.time()
         with storage.transaction(self.conn):
             stopping = store.run(self.conn, run_id)["status"] == "stopping"
-            if stopping:
+            if stopping or error:
                 store.withdraw_pending(self.conn, run_id)
-            # Calls Asterisk never reported back within result_wait_seconds.
-            lost = self.conn.execute("UPDATE dialer_calls SET state = 'done', result = 'failed', finished = ? "
-                                     "WHERE run_id = ? AND state = 'spooled'", (now, run_id)).rowcount
-            status = "stopped" if stopping else "done"
-            store.set_run(self.conn, run_id, status=status, finished=now,
-                          note=f"{lost} call(s) without an outcome from Asterisk" if lost else "")
+            # Calls Asterisk never archived within result_wait_seconds: what the dialplan reported
+            # (answered, busy, ...) stands; only a call with no word at all is failed.
+            lost = self.conn.execute("SELECT number, answered, dialstatus FROM dialer_calls "
+                                     "WHERE run_id = ? AND state = 'spooled'", (run_id,)).fetchall()
+            self.conn.executemany("UPDATE dialer_calls SET state = 'done', result = ?, finished = ? "
+                                  "WHERE run_id = ? AND number = ?",
+                                  [(outcome(c["answered"], c["dialstatus"], None), now, run_id, c["number"])
+                                   for c in lost])
+            status = "failed" if error else "stopped" if stopping else "done"
+            note = error or (f"{len(lost)} call(s) not reported back by Asterisk's call file archive" if lost else "")
+            store.set_run(self.conn, run_id, status=status, finished=now, note=note)
         summary = dict(self.conn.execute("SELECT result, count(*) FROM dialer_calls WHERE run_id = ? GROUP BY result",
                                          (run_id,)).fetchall())
         self.log.info("run %d %s: %s", run_id, status, ", ".join(f"{k or '-'}={v}" for k, v in sorted(summary.items(), key=str))

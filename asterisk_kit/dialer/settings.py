@@ -15,18 +15,51 @@ def _callerid(v: str) -> str:
     return s
 
 
+# ---- values that land in the dialplan as an application argument -------------------------------
+
+_VAR = r"\$\{[A-Za-z_][A-Za-z0-9_]*\}"
+# Tech/resource[&Tech/resource]: no `,` (Dial() argument separator), `;` (dialplan comment), parentheses,
+# quotes, spaces or `$[`/`${FUNC(`: the value must stay one argument that means what it says.
+_CHANNEL = rf"[A-Za-z][A-Za-z0-9]*/(?:[A-Za-z0-9_.@:+*/\-]|{_VAR})+"
+_DIAL_TARGET = re.compile(rf"{_CHANNEL}(?:&{_CHANNEL})*")
+_SOUND = re.compile(r"[A-Za-z0-9_./\-]+(?:&[A-Za-z0-9_./\-]+)*")
+_DIAL_HELP = ("a dial string Tech/resource such as PJSIP/${NUMBER}@trunk or Local/100@from-internal (letters, "
+              "digits, _ . @ : + * / -, ${VARIABLE}, several joined by &; no , ; ( ) quotes or spaces: Asterisk "
+              "would split or cut the Dial() arguments there)")
+
+
+def _dial_target(v: str) -> str:
+    s = v.strip()
+    if s and not _DIAL_TARGET.fullmatch(s):
+        raise Invalid(_DIAL_HELP)
+    return s
+
+
+def _dial_out(v: str) -> str:
+    s = _dial_target(v)
+    if "${NUMBER}" not in s:
+        raise Invalid(_DIAL_HELP + ", containing ${NUMBER} where the number dialled goes")
+    return s
+
+
+def _sound(v: str) -> str:
+    s = v.strip()
+    if not _SOUND.fullmatch(s):
+        raise Invalid("a sound name such as custom/avtoobzvon or an absolute path without extension (letters, "
+                      "digits, _ . / -, several joined by &)")
+    return s
 
 
 SECTIONS: Dict[str, Section] = {
     "dialer": Section("Autodialer (avtoobzvon): dialplan, call files and pacing.", {
-        "dial_out": Key(nonempty, "PJSIP/${NUMBER}@trunk",
+        "dial_out": Key(_dial_out, "PJSIP/${NUMBER}@trunk",
                         "Dial string for the outside call; ${NUMBER} is replaced by the number dialled. "
                         "On FreePBX e.g. Local/${NUMBER}@from-internal to use the outbound routes."),
         "ring_seconds": Key(int_range(1, 300), "40", "How long the callee's phone rings."),
-        "sound": Key(nonempty, "custom/avtoobzvon", "Sound played on plain calls (no extension, as Playback wants it)."),
-        "ivr_prompt": Key(nonempty, "custom/avtoobzvon-ivr", "Prompt played on IVR calls before reading one digit."),
+        "sound": Key(_sound, "custom/avtoobzvon", "Sound played on plain calls (no extension, as Playback wants it)."),
+        "ivr_prompt": Key(_sound, "custom/avtoobzvon-ivr", "Prompt played on IVR calls before reading one digit."),
         "ivr_wait_seconds": Key(int_range(1, 60), "7", "Seconds to wait for the digit."),
-        "connect_to": Key(text, "", "Dial string the callee is connected to when the pressed digit matches "
+        "connect_to": Key(_dial_target, "", "Dial string the callee is connected to when the pressed digit matches "
                                     "(e.g. Local/100@from-internal); empty: just hang up."),
         "callerid": Key(_callerid, "", "CallerID of the calls, e.g. \"Office\" <84951234567> (empty: the trunk's default).",
                         example='"Office" <84951234567>'),
@@ -45,6 +78,15 @@ SECTIONS: Dict[str, Section] = {
         "templates_dir": Key(text, "", "Folder with your own plain.call.j2 / ivr.call.j2 overriding the shipped "
                                        "call file templates (empty: the shipped ones)."),
         "result_wait_seconds": Key(int_range(30, 86400), "600", "After the last batch, how long a run waits "
-                                                                "for the outcomes of its calls before it closes."),
+                                                               "for the outcomes of its calls before it closes "
+                                                               "(counted once none of its call files is left "
+                                                               "in outgoing/, so retries are always waited for)."),
+        "stall_seconds": Key(int_range(10, 86400), "120", "A run ends with an error when one of its call files "
+                                                         "has been due this long and Asterisk has not picked it "
+                                                         "up (pbx_spool not loaded, wrong spool_dir)."),
+        "import_max_bytes": Key(int_range(100_000, 500_000_000), "20000000", "Largest list accepted by an import "
+                                                                             "through the page (pasted or uploaded), "
+                                                                             "in bytes; the web app keeps request "
+                                                                             "bodies up to this size in memory."),
     }),
 }

@@ -29,10 +29,13 @@ MIGRATIONS = [
          result TEXT, dialstatus TEXT, answered INTEGER NOT NULL DEFAULT 0, pressed TEXT, file_status TEXT,
          PRIMARY KEY (run_id, number));
        CREATE INDEX dialer_calls_state ON dialer_calls (run_id, state, seq)""",
+    # Why a number was not dialled (e.g. a stored row that no longer renders to a call file).
+    "ALTER TABLE dialer_calls ADD COLUMN note TEXT NOT NULL DEFAULT ''",
 ]
 
-# Run states: queued (created, no process yet) -> running -> done | stopped; `stopping` asks the
-# running process to withdraw what it has not handed over.
+# Run states: queued (created, no process yet) -> running -> done | stopped | failed (Asterisk does not
+# take the call files; the note says why); `stopping` asks the running process to withdraw what it has
+# not handed over.
 ACTIVE = ("queued", "running", "stopping")
 RESULTS = ("answered", "busy", "no_answer", "failed", "withdrawn")
 
@@ -50,19 +53,16 @@ def phones(conn) -> List[sqlite3.Row]:
 
 
 def upsert_phones(conn, entries: List[Entry]) -> Dict[str, int]:
-    """Add or update numbers (a number already listed is updated, never listed twice)."""
-    now, added, updated = time.time(), 0, 0
+    """Add or update numbers (a number already listed is updated, never listed twice). One statement for
+    the whole list; added = the growth of the table (entries hold each number once)."""
+    now = time.time()
     with storage.transaction(conn):
-        for e in entries:
-            cur = conn.execute("UPDATE dialer_phones SET digit = ?, comment = ?, updated = ? WHERE number = ?",
-                               (e.digit, e.comment, now, e.number))
-            if cur.rowcount:
-                updated += 1
-            else:
-                conn.execute("INSERT INTO dialer_phones (number, digit, comment, created, updated) "
-                             "VALUES (?, ?, ?, ?, ?)", (e.number, e.digit, e.comment, now, now))
-                added += 1
-    return {"added": added, "updated": updated}
+        before = conn.execute("SELECT count(*) FROM dialer_phones").fetchone()[0]
+        conn.executemany("INSERT INTO dialer_phones (number, digit, comment, created, updated) VALUES (?, ?, ?, ?, ?) "
+                         "ON CONFLICT(number) DO UPDATE SET digit = excluded.digit, comment = excluded.comment, "
+                         "updated = excluded.updated", [(e.number, e.digit, e.comment, now, now) for e in entries])
+        added = conn.execute("SELECT count(*) FROM dialer_phones").fetchone()[0] - before
+    return {"added": added, "updated": len(entries) - added}
 
 
 def replace_phone(conn, old_number: str, e: Entry) -> None:

@@ -9,7 +9,8 @@ import bottle
 
 from .. import storage
 from . import migrate, schedule, store
-from .numbers import BadNumber, Entry, NumberRules, comment, digit, parse_bulk
+from .importing import ImportProblem, read_list
+from .numbers import BadNumber, Entry, NumberRules, comment, digit
 
 STRINGS = {
     "ru": {
@@ -68,6 +69,7 @@ STRINGS = {
         "day.0": "Пн", "day.1": "Вт", "day.2": "Ср", "day.3": "Чт", "day.4": "Пт", "day.5": "Сб", "day.6": "Вс",
         "status.queued": "в очереди", "status.running": "идёт", "status.stopping": "останавливается",
         "status.done": "завершён", "status.stopped": "остановлен", "status.missed": "пропущен",
+        "status.failed": "прерван: ошибка",
         "result.answered": "ответил", "result.busy": "занято", "result.no_answer": "нет ответа",
         "result.failed": "ошибка", "result.withdrawn": "отменён", "result.pending": "ожидает",
         "result.spooled": "звоним",
@@ -77,6 +79,15 @@ STRINGS = {
         "digit.bad": "цифра IVR — одна цифра 0–9 или пусто",
         "comment.long": "комментарий длиннее 200 символов",
         "schedule.bad": "время в формате ЧЧ:ММ или пусто",
+        "dialer.bulk.read": "Прочитано строк: {read} (кодировка {encoding}), повторов объединено: {duplicates}.",
+        "dialer.bulk.header": "Первая строка — заголовок, пропущена.",
+        "import.too_big": "Список больше {mb} МБ — разделите его на части.",
+        "import.form": "Форма пришла повреждённой — отправьте список ещё раз.",
+        "import.json": "Файл не читается как JSON: ошибка в строке {line}, позиция {col}.",
+        "import.nested": "Файл JSON слишком глубоко вложен — это не список номеров.",
+        "import.notlist": "В todo.json ожидается список номеров или объектов {number, dtmf, comment}.",
+        "line.long": "строка длиннее 1000 символов",
+        "line.csv": "строка не читается как CSV",
     },
     "en": {
         "nav.dialer": "Autodialer",
@@ -134,6 +145,7 @@ STRINGS = {
         "day.0": "Mon", "day.1": "Tue", "day.2": "Wed", "day.3": "Thu", "day.4": "Fri", "day.5": "Sat", "day.6": "Sun",
         "status.queued": "queued", "status.running": "running", "status.stopping": "stopping",
         "status.done": "done", "status.stopped": "stopped", "status.missed": "missed",
+        "status.failed": "failed",
         "result.answered": "answered", "result.busy": "busy", "result.no_answer": "no answer",
         "result.failed": "failed", "result.withdrawn": "withdrawn", "result.pending": "waiting",
         "result.spooled": "calling",
@@ -143,6 +155,15 @@ STRINGS = {
         "digit.bad": "the IVR digit is one digit 0-9 or empty",
         "comment.long": "comment longer than 200 characters",
         "schedule.bad": "a time HH:MM, or empty",
+        "dialer.bulk.read": "Lines read: {read} (encoding {encoding}), duplicates merged: {duplicates}.",
+        "dialer.bulk.header": "The first line is a header and was skipped.",
+        "import.too_big": "The list is larger than {mb} MB: split it into parts.",
+        "import.form": "The form arrived damaged: send the list again.",
+        "import.json": "The file is not valid JSON: error at line {line}, column {col}.",
+        "import.nested": "The JSON file is nested too deeply to be a list of numbers.",
+        "import.notlist": "todo.json must be a list of numbers or {number, dtmf, comment} objects.",
+        "line.long": "line longer than 1000 characters",
+        "line.csv": "not a CSV line",
     },
 }
 
@@ -154,6 +175,10 @@ def register(web) -> None:
     rules = NumberRules.from_config(web.cfg)
 
     conn = web.db
+    # Imports of 200 000 numbers (several MB) are one form field or file: bottle must keep such a part
+    # whole in memory (a part above MEMFILE_MAX is spooled and dropped from forms, and parts summing
+    # above it fail with "Memory limit reached"). The size is checked first, see bulk_import.
+    bottle.BaseRequest.MEMFILE_MAX = max(bottle.BaseRequest.MEMFILE_MAX, web.cfg["dialer"]["import_max_bytes"] + 65536)
     storage.migrate(conn(), "dialer", store.MIGRATIONS)
 
     def page(**extra):
@@ -223,28 +248,40 @@ def register(web) -> None:
     @app.post("/dialer/import")
     @web.login_required
     def bulk_import():
-        text = req.forms.getunicode("text") or ""
-        upload = req.files.get("file")
-        if upload is not None and upload.filename:
-            text = upload.file.read(2_000_000).decode("utf-8-sig", errors="replace")
+        limit = web.cfg["dialer"]["import_max_bytes"]
+        if (req.content_length or 0) > limit + 65536:
+            bottle.response.status = 413
+            return page(bulk_report={"error": web.t("import.too_big", mb=f"{limit / 1e6:g}")})
         try:
-            if text.lstrip().startswith("["):
-                import json
-                entries, rejected = migrate.parse_todo(json.loads(text), rules)
-            else:
-                entries, rejected = parse_bulk(text, rules)
-        except (ValueError, migrate.ImportError_) as e:
+            pasted, upload = req.POST.get("text"), req.POST.get("file")
+        except bottle.MultipartError:
             bottle.response.status = 400
-            return page(bulk_text=text, bulk_report={"error": str(e)})
-        res = store.upsert_phones(conn(), entries)
-        web.log.info("dialer: %s imported %d added, %d updated, %d rejected", web.user(), res["added"],
-                     res["updated"], len(rejected))
+            return page(bulk_report={"error": web.t("import.form")})
+        # A big pasted list may arrive as a spooled part (a FileUpload without a name): read it too.
+        text = (pasted.file.read().decode("utf-8", errors="replace") if isinstance(pasted, bottle.FileUpload)
+                else pasted if isinstance(pasted, str) else "")
+        data: "str | bytes" = text
+        if isinstance(upload, bottle.FileUpload) and upload.filename:
+            data = upload.file.read(limit + 1)
+            if len(data) > limit:
+                bottle.response.status = 413
+                return page(bulk_report={"error": web.t("import.too_big", mb=f"{limit / 1e6:g}")})
+        try:
+            parsed = read_list(data, rules)
+        except ImportProblem as e:
+            bottle.response.status = 400
+            return page(bulk_text=text, bulk_report={"error": web.t(e.key, **e.params)})
+        res = store.upsert_phones(conn(), parsed.entries)
+        web.log.info("dialer: %s imported: %s", web.user(), parsed.summary(res["added"], res["updated"]))
         report = {"summary": web.t("dialer.bulk.result", added=res["added"], updated=res["updated"],
-                                   rejected=len(rejected)),
+                                   rejected=len(parsed.rejected)),
+                  "read": web.t("dialer.bulk.read", read=parsed.read, encoding=parsed.encoding,
+                                duplicates=parsed.duplicates)
+                  + (" " + web.t("dialer.bulk.header") if parsed.header else ""),
                   "lines": [web.t("dialer.bulk.line", no=no, line=line.strip()[:80], reason=web.t(err.key))
-                            for no, line, err in rejected]}
+                            for no, line, err in parsed.rejected]}
         # Rejected lines stay in the box so they can be corrected and sent again.
-        return page(bulk_report=report, bulk_text="\n".join(line for _, line, _ in rejected))
+        return page(bulk_report=report, bulk_text="\n".join(line for _, line, _ in parsed.rejected))
 
     @app.post("/dialer/schedule")
     @web.login_required
