@@ -73,10 +73,9 @@
     }
     t0.querySelector(".name").textContent = e.name || "";
     var st = (e.dnd && !(e.calls || []).length) ? L["blf.dnd"] : (L["state." + e.state] || e.state);
-    t0.querySelector(".state").textContent = st;
-    var badges = t0.querySelector(".state");
-    if (e.dnd) { badges.appendChild(el("span", "badge dnd", "DND")); }
-    if (e.presence) { badges.appendChild(el("span", "badge presence", L["presence." + e.presence] || e.presence)); }
+    // presence is the person's status, shown after the state; DND (the DND device) has its own badge
+    t0.querySelector(".state").textContent = st + (e.presence ? " · " + (L["presence." + e.presence] || e.presence) : "");
+    if (e.dnd) { t0.querySelector(".state").appendChild(el("span", "badge dnd", "DND")); }
     var line = t0.querySelector(".call");
     line.textContent = "";
     if (c) {
