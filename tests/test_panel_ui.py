@@ -260,6 +260,11 @@ def shoot(p, what: str) -> None:
 
 def test_9_screenshots_and_phone_width(panel):
     p = panel
+    # a wall screen shows 100+ keys: 120 more hints (Custom: devices), picked up after the dialplan reload
+    from testbed.blf import hints
+    p.bed.asterisk.add_test_dialplan("panelmany", hints("ext-local", [str(x) for x in range(200, 320)]))
+    wait_for(lambda: len(requests.get(p.url + "/blf.json", headers={"Accept": "application/json"},
+                                      timeout=10).json()["extensions"]) == 123, 30, what="123 keys")
     for path, name in (("/blf", "panel"), ("/blf/wall", "kiosk")):
         for w, h in ((1920, 1080), (1280, 900), (390, 844)):
             p.drv.set_window_size(w, h)
@@ -267,13 +272,18 @@ def test_9_screenshots_and_phone_width(panel):
             wait_for(lambda: p.drv.find_elements(By.ID, "ext-101"), what="the panel")
             time.sleep(0.5)
             inner = p.drv.execute_script("return window.innerWidth")
-            p.drv.set_window_size(w + (w - inner), h)   # the viewport, not the window, is w wide
+            inner_h = p.drv.execute_script("return window.innerHeight")
+            p.drv.set_window_size(w + (w - inner), h + (h - inner_h))   # the viewport, not the window, is w x h
             time.sleep(0.3)
             p.drv.save_screenshot(str(SHOTS / f"{name}-{w}x{h}.png"))
             if w == 390:
                 width = p.drv.execute_script("return document.documentElement.scrollWidth")
                 vw = p.drv.execute_script("return window.innerWidth")
                 assert width <= vw, f"{path} at {vw} px: document {width} px wide"
+            if name == "kiosk" and w == 1920:
+                height = p.drv.execute_script("return document.documentElement.scrollHeight")
+                vh = p.drv.execute_script("return window.innerHeight")
+                assert height <= vh, f"kiosk: 123 keys need {height} px, the screen has {vh}"
             if name == "kiosk":
                 assert not p.drv.find_elements(By.CSS_SELECTOR, "header.top, #blf-search, #blf-state")
                 assert "обычной панели" in p.drv.find_element(By.ID, "blf-kiosk-exit").text

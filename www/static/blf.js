@@ -153,7 +153,7 @@
       if (!q.waiting.length) { card.appendChild(el("p", "muted none", L["blf.no_waiting"])); }
       q.waiting.forEach(function (c) {
         var li = el("li", "caller");
-        li.appendChild(el("span", "pos", c.position + "."));
+        li.appendChild(el("span", "pos", c.position + ". "));
         li.appendChild(el("span", "party", who(c.number, c.name)));
         var since = el("span", "wait"); since.setAttribute("data-since", c.since); li.appendChild(since);
         w.appendChild(li);
@@ -162,8 +162,10 @@
       var m = el("ul", "members");
       m.setAttribute("aria-label", L["blf.members"]);
       q.members.forEach(function (x) {
-        var what = x.paused ? "paused" : (x.busy ? "in_call" : (x.status === "unavailable" ? "logged_out" : "available"));
-        var li = el("li", "member " + what, (x.name || x.interface) + " — " + L["blf." + what] +
+        var what = x.paused ? "paused" : x.in_queue_call ? "in_call" : x.status === "ringing" ? "ringing"
+          : x.busy ? "in_call" : (x.status === "unavailable" || x.status === "invalid") ? "logged_out" : "available";
+        var label = what === "ringing" ? L["state.ringing"] : L["blf." + what];
+        var li = el("li", "member " + what, (x.name || x.interface) + " — " + label +
                     (x.paused && x.paused_reason ? " (" + x.paused_reason + ")" : ""));
         li.setAttribute("data-member", x.interface);
         m.appendChild(li);
