@@ -139,6 +139,23 @@ def test_state_changes_reach_memcached_and_the_open_page(site, browser):
              10, what="time in state counting from the change")
 
 
+def test_blf_only_user_parking_unavailable_everything_else_works(site, browser):
+    """The daemon runs the call model with the BLF-only AMI user (write = reporting): ParkedCalls is
+    refused, which is logged once and shown as "parking unavailable"; states keep working."""
+    mcc = site.client
+    wait_for(lambda: (cached(mcc, "blf:snapshot") or {}).get("parking") is False, 15, what="parking: false")
+    out = site.daemon.output()
+    assert out.count("AMI ParkedCalls refused") == 1, out[-3000:]
+    assert "parked calls shown as unavailable" in out
+    open_blf(browser, site)
+    wait_for(lambda: "Парковка недоступна" in browser.find_element(By.ID, "blf-parked").text, what="unavailable")
+    site.asterisk.cli("devstate change Custom:205 INUSE")
+    wait_state(mcc, "205", "inuse")
+    wait_for(lambda: tile(browser, "205").get_attribute("data-state") == "inuse", what="state on the page")
+    site.asterisk.cli("devstate change Custom:205 NOT_INUSE")
+    wait_state(mcc, "205", "idle")
+
+
 def test_filter_groups_search_and_json(site, browser):
     s = session(site)
     data = s.get(site.url + "/blf.json", headers={"Accept": "application/json"}, timeout=10).json()

@@ -206,7 +206,7 @@ def test_5_queue_waiting_caller_members_and_parked_call(panel):
     shoot(p, "queue")
     bed.cli("channel request hangup all")
     wait_for(lambda: "Пётр Очередь" not in q(), 20, what="the caller left")
-    wait_for(lambda: "✗ 1" in q(), 10, what=f"one abandoned today ({q()!r})")
+    wait_for(lambda: "Потеряно сегодня: 1" in q(), 10, what=f"one abandoned today ({q()!r})")
     bed.caller("700", "79990001122", "Parked Guest")
     box = lambda: p.drv.find_element(By.ID, "blf-parked").text  # noqa: E731
     wait_for(lambda: "Parked Guest" in box() and "701" in box(), 20, what=f"the parked call ({box()!r})")
@@ -223,6 +223,14 @@ def test_6_missed_calls_today_from_cdr(panel):
     assert "Yesterday" not in box()
     # no call-back buttons while the dial permission is not given (perms.dial_allowed)
     assert not p.drv.find_elements(By.CSS_SELECTOR, ".call-back")
+    # with the global flag set, a button per missed call calls the actions hook with the number
+    p.drv.execute_script("window.akPanelDialAllowed = true; window.__dialed = [];"
+                         "window.akPanelAction = function (what, n) { window.__dialed.push([what, n]); };"
+                         "window.akPanelRefreshMissed();")
+    wait_for(lambda: p.drv.find_elements(By.CSS_SELECTOR, ".call-back[data-number='79160000001']"), 10,
+             what="call-back button")
+    p.drv.find_element(By.CSS_SELECTOR, ".call-back[data-number='79160000001']").click()
+    assert p.drv.execute_script("return window.__dialed;") == [["dial", "79160000001"]]
     anon = requests.get(p.url + "/blf/missed.json", headers={"Accept": "application/json"}, timeout=10)
     assert "Missed One" in anon.text and "79160000001" not in anon.text and "79160000002" not in anon.text
 
@@ -288,4 +296,10 @@ def test_9_screenshots_and_phone_width(panel):
                 assert not p.drv.find_elements(By.CSS_SELECTOR, "header.top, #blf-search, #blf-state")
                 assert "обычной панели" in p.drv.find_element(By.ID, "blf-kiosk-exit").text
                 assert "≥" in p.drv.find_element(By.ID, "blf-legend").text
+    # English
+    p.drv.get(p.url + "/lang/en?next=/blf/wall")
+    wait_for(lambda: "back to the normal panel" in p.drv.find_element(By.ID, "blf-kiosk-exit").text, what="English")
+    assert "not exact" in p.drv.find_element(By.ID, "blf-legend").text
+    p.drv.save_screenshot(str(SHOTS / "kiosk-en-390x844.png"))
+    p.drv.get(p.url + "/lang/ru?next=/blf")
     p.drv.set_window_size(1280, 900)

@@ -10,7 +10,9 @@
   var search = document.getElementById("blf-search");
   var stateSel = document.getElementById("blf-state");
   var status = document.getElementById("blf-status");
-  var canDial = root.getAttribute("data-dial") === "1";
+  // call-back buttons only when dialling is allowed: the server's flag (web/perms.py dial_allowed) or
+  // the actions side's own global flag
+  function canDial() { return root.getAttribute("data-dial") === "1" || window.akPanelDialAllowed === true; }
   var FREE = { idle: 1 }, BUSY = { inuse: 1, busy: 1, ringing: 1, inuse_ringing: 1, hold: 1, inuse_hold: 1 };
   var queues = {}, parked = {}, parking = null, missed = null;
 
@@ -129,7 +131,7 @@
 
   // ---- queues, parked calls, missed calls ----
   function callBack(number) {
-    if (!canDial || !number) { return null; }
+    if (!canDial() || !number) { return null; }
     var b = el("button", "call-back", "☎ " + L["blf.call_back"]);
     b.type = "button";
     b.setAttribute("data-number", number);
@@ -144,10 +146,12 @@
     Object.keys(queues).sort().forEach(function (name) {
       var q = queues[name], card = el("div", "queue");
       card.id = "queue-" + name; card.setAttribute("data-queue", name);
-      var h = el("h3", "", name);
-      h.appendChild(el("span", "counts", " ✓ " + q.answered + " · ✗ " + q.abandoned));
-      h.querySelector(".counts").title = L["blf.answered"] + ": " + q.answered + ", " + L["blf.abandoned"] + ": " + q.abandoned;
-      card.appendChild(h);
+      card.appendChild(el("h3", "", name));
+      var counts = el("p", "counts");
+      counts.appendChild(el("span", "answered", L["blf.answered"] + ": " + q.answered));
+      counts.appendChild(document.createTextNode(" · "));
+      counts.appendChild(el("span", "abandoned", L["blf.abandoned"] + ": " + q.abandoned));
+      card.appendChild(counts);
       var w = el("ol", "waiting");
       w.setAttribute("aria-label", L["blf.waiting"]);
       if (!q.waiting.length) { card.appendChild(el("p", "muted none", L["blf.no_waiting"])); }
@@ -273,6 +277,7 @@
   setInterval(tick, 1000);
   loadMissed();
   setInterval(loadMissed, 30000);
+  window.akPanelRefreshMissed = loadMissed;     // for the actions side (after a call back) and tests
 
   // The browser reconnects by itself after a dropped stream; after a refusal (503: too many viewers,
   // 401: login expired) the EventSource is closed for good, so we open a new one a little later.
