@@ -143,7 +143,9 @@ def test_blf_only_user_parking_unavailable_everything_else_works(site, browser):
     """The daemon runs the call model with the BLF-only AMI user (write = reporting): ParkedCalls is
     refused, which is logged once and shown as "parking unavailable"; states keep working."""
     mcc = site.client
-    wait_for(lambda: (cached(mcc, "blf:snapshot") or {}).get("parking") is False, 15, what="parking: false")
+    s = session(site)
+    wait_for(lambda: s.get(site.url + "/blf.json", headers={"Accept": "application/json"}, timeout=10).json()
+             .get("parking") is False, 15, what="parking: false")
     out = site.daemon.output()
     assert out.count("AMI ParkedCalls refused") == 1, out[-3000:]
     assert "parked calls shown as unavailable" in out

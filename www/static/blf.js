@@ -206,7 +206,9 @@
         if (!calls.length) { return; }
         any = true;
         var card = el("div", "missed"); card.setAttribute("data-ref", kind[1] + ref);
-        card.appendChild(el("h3", "", kind[1] + ref + " (" + calls.length + ")"));
+        var tileOf = kind[0] === "extensions" && document.getElementById("ext-" + ref);
+        var title = kind[1] + ref + (tileOf ? " " + tileOf.querySelector(".name").textContent : "");
+        card.appendChild(el("h3", "", title + " (" + calls.length + ")"));
         var ul = el("ul", "");
         calls.forEach(function (c) {
           var li = el("li", "", clock(c.time) + " " + who(c.number, c.name) + " ");
