@@ -26,6 +26,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from blf_latency import Viewers, ami_login, cpu_seconds, pct  # noqa: E402
+
 from testbed.asterisk import Asterisk  # noqa: E402
 from testbed.blf import Daemon, ami_connections, blf_config  # noqa: E402
 from testbed.memcached import Memcached  # noqa: E402
@@ -137,16 +138,15 @@ def main():
             for i in range(rounds):
                 x = random.choice(busy)
                 num = f"8{random.randrange(10**9, 10**10)}"
-                measure(viewers, n_viewers, lambda: drv.sendall(
-                    f"Action: Setvar\r\nActionID: c{i}\r\nChannel: {chans[x]}\r\nVariable: CONNECTEDLINE(num)\r\n"
-                    f"Value: {num}\r\n\r\n".encode()), (x, "number", num), lat, missed)
+                wire = (f"Action: Setvar\r\nActionID: c{i}\r\nChannel: {chans[x]}\r\nVariable: CONNECTEDLINE(num)\r\n"
+                        f"Value: {num}\r\n\r\n").encode()
+                measure(viewers, n_viewers, lambda w=wire: drv.sendall(w), (x, "number", num), lat, missed)
                 time.sleep(random.uniform(0.05, 0.2))
                 y = random.choice(list(current))
                 new = "inuse" if current[y] == "idle" else "idle"
-                measure(viewers, n_viewers, lambda: drv.sendall(
-                    f"Action: Setvar\r\nActionID: s{i}\r\nVariable: DEVICE_STATE(Custom:{y})\r\n"
-                    f"Value: {'INUSE' if new == 'inuse' else 'NOT_INUSE'}\r\n\r\n".encode()), (y, "state", new), base,
-                    bmissed)
+                wire = (f"Action: Setvar\r\nActionID: s{i}\r\nVariable: DEVICE_STATE(Custom:{y})\r\n"
+                        f"Value: {'INUSE' if new == 'inuse' else 'NOT_INUSE'}\r\n\r\n").encode()
+                measure(viewers, n_viewers, lambda w=wire: drv.sendall(w), (y, "state", new), base, bmissed)
                 current[y] = new
                 time.sleep(random.uniform(0.05, 0.2))
             elapsed = time.monotonic() - t_start

@@ -17,8 +17,8 @@ from typing import Callable, Optional
 
 from ..ami import ami_credentials
 from ..amiroles import refusal_hint
-from .amiconn import AmiActionError, AmiAuthError, AmiConnection, AmiLost
 from . import panel
+from .amiconn import AmiActionError, AmiAuthError, AmiConnection, AmiLost
 from .board import Board
 from .cache import CacheWriter
 from .calls.model import Model

@@ -64,7 +64,7 @@ def read(conn, since: dt.datetime, keys: Set[str]) -> Dict[str, Any]:
             cur.execute("SELECT calldate, src, clid, lastdata, disposition, linkedid, uniqueid FROM cdr "
                         "WHERE calldate >= %s AND lastapp = 'Queue' AND (dstchannel = '' OR disposition <> 'ANSWERED') "
                         "ORDER BY calldate DESC", (since,))
-            for calldate, src, clid, lastdata, disp, linkedid, uniqueid in cur.fetchall():
+            for calldate, src, clid, lastdata, _disp, linkedid, uniqueid in cur.fetchall():
                 queue = (lastdata or "").split(",", 1)[0]
                 if not queue or (linkedid or uniqueid, queue) in seen:
                     continue
