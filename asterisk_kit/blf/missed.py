@@ -103,7 +103,7 @@ class MissedCalls:
 
     def get(self, keys: Set[str], see_numbers: bool) -> Dict[str, Any]:
         if not self.cfg.has("mysql"):
-            return {"available": False, "extensions": {}, "queues": {}}
+            return {"available": False, "configured": False, "extensions": {}, "queues": {}}
         with self.lock:
             if self.data is None or time.monotonic() - self.read_at > self.refresh:
                 self._read(keys)

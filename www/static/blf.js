@@ -182,6 +182,8 @@
   function renderParked() {
     var box = document.getElementById("blf-parked");
     box.textContent = "";
+    // null: the daemon runs without the call model ([blf] calls = no): no parking box at all
+    document.getElementById("blf-parked-box").style.display = (parking === null || parking === undefined) ? "none" : "";
     if (parking === false) { box.appendChild(el("p", "muted unavailable", L["blf.parking_unavailable"])); return; }
     var refs = Object.keys(parked).sort();
     if (!refs.length) { box.appendChild(el("p", "muted none", L["blf.no_parked"])); return; }
@@ -198,6 +200,7 @@
     var box = document.getElementById("blf-missed");
     box.textContent = "";
     if (!missed) { return; }
+    document.getElementById("blf-missed-box").style.display = missed.configured === false ? "none" : "";
     if (!missed.available) { box.appendChild(el("p", "muted", L["blf.missed_unavailable"])); return; }
     var any = false;
     [["extensions", ""], ["queues", "queue "]].forEach(function (kind) {
@@ -221,15 +224,26 @@
     });
     if (!any) { box.appendChild(el("p", "muted none", L["blf.no_missed"])); }
   }
+  function updateSide() {
+    // the keys take the whole width when there is nothing to show beside them (state-only, no CDR)
+    var shown = ["blf-queues-box", "blf-parked-box", "blf-missed-box"].some(function (id) {
+      return document.getElementById(id).style.display !== "none";
+    });
+    document.querySelector(".blf-layout").classList.toggle("no-side", !shown);
+  }
   function loadMissed() {
     var x = new XMLHttpRequest();
     x.open("GET", "/blf/missed.json"); x.setRequestHeader("Accept", "application/json");
-    x.onload = function () { if (x.status === 200) { missed = JSON.parse(x.responseText); renderMissed(); } };
+    x.onload = function () { if (x.status === 200) { missed = JSON.parse(x.responseText); renderMissed(); updateSide(); } };
     x.send();
   }
 
   function apply(msg, full) {
-    offset = msg.now - Date.now() / 1000;
+    // a message's `now` is when the server encoded it; one delivered late would pull the clock back
+    // and make the times jump, so keep the latest estimate (reset only on a large jump: clock changed)
+    var est = msg.now - Date.now() / 1000;
+    offset = (est > offset || offset - est > 60) ? est : offset;
+    root.setAttribute("data-offset", offset.toFixed(3));
     if (full) { rebuild(msg); }
     else {
       var needRebuild = false;
@@ -245,7 +259,7 @@
       if ("parking" in msg) { parking = msg.parking; }
       if (needRebuild) { fetchFull(); }
     }
-    renderQueues(); renderParked();
+    renderQueues(); renderParked(); updateSide();
     setStale(msg.stale);
     root.setAttribute("data-seq", msg.seq);
     filter(); tick();
