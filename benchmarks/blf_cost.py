@@ -29,6 +29,9 @@ sys.path.insert(0, str(REPO))
 
 from testbed.asterisk import Asterisk  # noqa: E402
 from testbed.blf import AmiDriver, add_blf_ami_user, blf_config, hints  # noqa: E402
+from testbed.panelbed import reader_block  # noqa: E402
+
+PANEL_SECRET = "cost-panel-secret"
 from testbed.memcached import Memcached  # noqa: E402
 from testbed.webserver import WebServer  # noqa: E402
 
@@ -103,8 +106,11 @@ def run_case(d: Path, a: Asterisk, secret: str, tree: Path | None, n_ext: int, c
     """Start memcached, daemon and web for N_EXT extensions, send CHANGES changes; returns figures."""
     mc = Memcached().start()
     label = "base" if tree else "kit"
+    # the kit runs with the call model wired in ([blf] calls = yes, the default) and the panel's AMI user, so
+    # it receives every event the model follows (DeviceStateChange too), not only ExtensionStatus
+    panel = "" if tree else f"ami_user = asterisk-kit-panel\nami_secret = {PANEL_SECRET}\n"
     cfg = blf_config(d / f"{label}-{n_ext}", a, mc.server, secret,
-                     blf=f"contexts = blf-cost\ninclude = 1000-{1000 + n_ext - 1}\nanonymous_networks = 127.0.0.1/32\n"
+                     blf=f"{panel}contexts = blf-cost\ninclude = 1000-{1000 + n_ext - 1}\nanonymous_networks = 127.0.0.1/32\n"
                          f"max_viewers = {viewers + 10}\n")
     cfg.write_text(cfg.read_text().replace("level = DEBUG", "level = INFO")
                    .replace("heartbeat_seconds = 0.5", "heartbeat_seconds = 1")
@@ -199,6 +205,8 @@ def main():
                        shell=True, check=True)
         a = Asterisk(d / "ast").setup()
         secret = add_blf_ami_user(a)
+        conf = a.etc_dir / "manager.conf"
+        conf.write_text(conf.read_text() + "\n" + reader_block(PANEL_SECRET))
         a.add_test_dialplan("blf", hints("blf-cost", EXTENS), reload=False)
         a.start()
         try:
@@ -211,7 +219,7 @@ def main():
         finally:
             a.stop()
     print(f"BLF cost per change: {changes} changes at {BATCH * 20}/s (devstate change via AMI, bulk), "
-          f"{viewers} SSE viewers; previous design = commit {BASELINE_COMMIT}")
+          f"{viewers} SSE viewers; kit = call model wired in, panel AMI user; previous design = commit {BASELINE_COMMIT}")
     print(f"  {'keys':>5}  {'daemon kit':>11} {'daemon old':>11} {'ratio':>6}   "
           f"{'web kit':>8} {'web old':>8} {'ratio':>6}")
     for n, kit, old in rows:

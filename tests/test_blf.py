@@ -139,6 +139,25 @@ def test_state_changes_reach_memcached_and_the_open_page(site, browser):
              10, what="time in state counting from the change")
 
 
+def test_blf_only_user_parking_unavailable_everything_else_works(site, browser):
+    """The daemon runs the call model with the BLF-only AMI user (write = reporting): ParkedCalls is
+    refused, which is logged once and shown as "parking unavailable"; states keep working."""
+    mcc = site.client
+    s = session(site)
+    wait_for(lambda: s.get(site.url + "/blf.json", headers={"Accept": "application/json"}, timeout=10).json()
+             .get("parking") is False, 15, what="parking: false")
+    out = site.daemon.output()
+    assert out.count("AMI ParkedCalls refused") == 1, out[-3000:]
+    assert "parked calls shown as unavailable" in out
+    open_blf(browser, site)
+    wait_for(lambda: "Парковка недоступна" in browser.find_element(By.ID, "blf-parked").text, what="unavailable")
+    site.asterisk.cli("devstate change Custom:205 INUSE")
+    wait_state(mcc, "205", "inuse")
+    wait_for(lambda: tile(browser, "205").get_attribute("data-state") == "inuse", what="state on the page")
+    site.asterisk.cli("devstate change Custom:205 NOT_INUSE")
+    wait_state(mcc, "205", "idle")
+
+
 def test_filter_groups_search_and_json(site, browser):
     s = session(site)
     data = s.get(site.url + "/blf.json", headers={"Accept": "application/json"}, timeout=10).json()
@@ -268,7 +287,8 @@ def test_memcached_restart_states_come_back(site, mc, browser):
 
 def test_two_memcached_servers_one_restarted(tmp_path, asterisk, mc):
     """[memcached] servers lists two: keys are spread over both; one of them restarts empty, the
-    daemon notices the missing keys and rewrites them; readers (blf show) see every state again."""
+    daemon notices the missing keys and rewrites them; readers (blf show) see every state again.
+    This daemon runs state-only ([blf] calls = no): no call-model fields, no snapshot lists of it."""
     secret = add_blf_ami_user(asterisk)
     asterisk.add_test_dialplan("blf", hints("ext-local", EXTENS, presence=True) + hints("blf-other", ["299"]))
     # 40 more hints in a context of this test's own: with only five keys, the hashing over the two
@@ -277,7 +297,8 @@ def test_two_memcached_servers_one_restarted(tmp_path, asterisk, mc):
     asterisk.add_test_dialplan("blf_two", hints("blf-two", many))
     other = Memcached().start()
     try:
-        cfg = blf_config(tmp_path, asterisk, f"{mc.server}, {other.server}", secret, blf="contexts = ext-local, blf-two")
+        cfg = blf_config(tmp_path, asterisk, f"{mc.server}, {other.server}", secret,
+                         blf="contexts = ext-local, blf-two\ncalls = no")
         cfg.write_text(cfg.read_text().replace("[memcached]\n", "[memcached]\nprefix = two-test\n"))
         daemon = Daemon(cfg).start()
         try:
@@ -299,6 +320,9 @@ def test_two_memcached_servers_one_restarted(tmp_path, asterisk, mc):
             r = wait_for(lambda: (lambda r: r if r.returncode == 0 else None)(kit(cfg, "blf", "show")), 20,
                          what="blf show live again")
             assert "201  inuse" in r.stdout and all(x in r.stdout for x in EXTENS), r.stdout
+            rec = json.loads(mc.client().get("two-test:blf:ext:201") or other.client().get("two-test:blf:ext:201"))
+            assert "calls" not in rec and "dnd" not in rec, rec
+            assert "panel snapshot" not in daemon.output() and "ParkedCalls" not in daemon.output()
         finally:
             asterisk.cli("devstate change Custom:201 NOT_INUSE")
             assert daemon.stop() == 0

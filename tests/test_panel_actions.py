@@ -246,3 +246,27 @@ def test_users_page_is_admin_only_and_sets_permissions(site):
     audit = a.get(site.url + "/users/audit", headers={"Accept": "text/html"}, timeout=10)
     assert audit.status_code == 200 and 'id="audit"' in audit.text
     assert s.get(site.url + "/users/audit", timeout=10).status_code == 403
+
+
+def test_call_back_button_in_the_page_dials_through_the_action_endpoint(site):
+    """The panel page offers call back only to a user allowed to dial, and its button's hook
+    (window.akPanelAction) goes through POST /blf/action: the user's phone rings first."""
+    from testbed.browser import login as browser_login
+    from testbed.browser import new_browser, quit_browser
+    drv = new_browser()
+    try:
+        browser_login(drv, site.url, "viewer", PASSWORD)
+        drv.get(site.url + "/blf")
+        assert drv.execute_script("return document.getElementById('blf').getAttribute('data-dial')") == "0"
+        drv.delete_all_cookies()
+        browser_login(drv, site.url, "op", PASSWORD)
+        drv.get(site.url + "/blf")
+        assert drv.execute_script("return document.getElementById('blf').getAttribute('data-dial')") == "1"
+        answer = drv.execute_async_script(
+            "var done = arguments[arguments.length - 1]; window.akPanelAction('dial', '102').then(done);")
+        assert answer and answer.get("ok") is True, answer
+        wait_for(lambda: site.pbx.channels_of("101", "Ringing"), 10, what="101 ringing after the call back")
+        wait_for(lambda: drv.execute_script(
+            "var n = document.getElementById('blf-action-note'); return n && n.textContent"), 5, what="answer shown")
+    finally:
+        quit_browser(drv)

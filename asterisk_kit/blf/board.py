@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Set
 
 from .states import UNKNOWN, Extension, Groups, Selection, from_status
@@ -29,6 +29,15 @@ class Board:
         self.gone: Set[str] = set()       # extensions whose keys must be deleted
         self.full = True                  # rewrite everything (start, memcached lost keys)
         self.members = True               # extensions came or went since the last take()
+        # the call model's records (blf/panel.py), when the daemon runs it: per key, queue, parked call
+        self.panel: Dict[str, dict] = {}
+        self.queues: Dict[str, dict] = {}
+        self.parked: Dict[str, dict] = {}
+        self.dirty_q: Set[str] = set()
+        self.gone_q: Set[str] = set()
+        self.dirty_p: Set[str] = set()
+        self.gone_p: Set[str] = set()
+        self.parking: Optional[bool] = None   # False: ParkedCalls refused (AMI user without write=call)
 
     # ---- helpers (lock held) ----
     def _bump(self, extens: Iterable[str] = ()) -> None:
@@ -157,10 +166,57 @@ class Board:
             self.full = True
             self._bump()
 
+    # ---- from the call model (blf/panel.py builds the records) ----
+    def panel_update(self, keys: Dict[str, Optional[dict]], queues: Dict[str, Optional[dict]],
+                     parked: Dict[str, Optional[dict]], replace: bool = False,
+                     parking: Optional[bool] = None) -> None:
+        """New records (None: gone). REPLACE: these are all of them (a snapshot rebuild): others go."""
+        with self.lock:
+            changed: List[str] = []
+            if replace:
+                for x in [x for x in self.panel if x not in keys]:
+                    del self.panel[x]
+                    changed.append(x)
+                for n in [n for n in self.queues if n not in queues]:
+                    queues[n] = None
+                for r in [r for r in self.parked if r not in parked]:
+                    parked[r] = None
+            for x, rec in keys.items():
+                if self.panel.get(x) != rec:
+                    if rec is None:
+                        self.panel.pop(x, None)
+                    else:
+                        self.panel[x] = rec
+                    if x in self.ext:
+                        changed.append(x)
+            bumped = bool(changed)
+            for store, dirty, gone, recs in ((self.queues, self.dirty_q, self.gone_q, queues),
+                                             (self.parked, self.dirty_p, self.gone_p, parked)):
+                for ref, rec in recs.items():
+                    if rec is None:
+                        if store.pop(ref, None) is not None:
+                            gone.add(ref)
+                            dirty.discard(ref)
+                            bumped = True
+                    elif store.get(ref) != rec:
+                        store[ref] = rec
+                        dirty.add(ref)
+                        gone.discard(ref)
+                        bumped = True
+            if parking is not None and parking != self.parking:
+                self.parking = parking
+                bumped = True
+            if bumped:
+                self._bump(changed)
+
     # ---- for the writer ----
     def public(self, exten: str) -> dict:
         e = self.ext[exten]
-        return e.public(self.names.get(exten, ""), self.groups.of(exten))
+        d = e.public(self.names.get(exten, ""), self.groups.of(exten))
+        p = self.panel.get(exten)
+        if p is not None:
+            d.update(p)
+        return d
 
     def take(self, snapshot: bool = False) -> "Batch":
         """What to write now; clears dirty. Only the changed records are built (one change costs the
@@ -172,12 +228,18 @@ class Board:
             snap = None
             if full or snapshot:
                 snap = {"version": self.version, "written": time.time(), "groups": self.groups.titles,
-                        "ami": self.ami, "ami_since": self.ami_since,
-                        "extensions": [records.get(x) or self.public(x) for x in sorted(self.ext, key=_sort_key)]}
+                        "ami": self.ami, "ami_since": self.ami_since, "parking": self.parking,
+                        "extensions": [records.get(x) or self.public(x) for x in sorted(self.ext, key=_sort_key)],
+                        "queues": [self.queues[n] for n in sorted(self.queues)],
+                        "parked": [self.parked[r] for r in sorted(self.parked)]}
             listing = sorted(self.ext, key=_sort_key) if full or self.members else None
-            batch = Batch(self.version, full, records, set(self.gone), snap, listing, self.meta())
+            batch = Batch(self.version, full, records, set(self.gone), snap, listing, self.meta(),
+                          [self.queues[n] for n in sorted(self.dirty_q)], sorted(self.gone_q),
+                          [self.parked[r] for r in sorted(self.dirty_p)], sorted(self.gone_p), self.parking)
             self.dirty.clear()
             self.gone.clear()
+            for s in (self.dirty_q, self.gone_q, self.dirty_p, self.gone_p):
+                s.clear()
             self.full = self.members = False
             return batch
 
@@ -186,7 +248,8 @@ class Board:
                 "version": self.version, "extensions": len(self.ext)}
 
     def pending(self) -> bool:
-        return bool(self.dirty or self.gone or self.full)
+        return bool(self.dirty or self.gone or self.full or self.dirty_q or self.gone_q or self.dirty_p
+                    or self.gone_p)
 
     def mark_full(self) -> None:
         with self.lock:
@@ -203,6 +266,11 @@ class Batch:
     snapshot: Optional[dict]        # the whole board, when full or asked for
     listing: Optional[List[str]]    # every shown extension, when that set changed
     meta: dict
+    queues: List[dict] = field(default_factory=list)        # changed queue records
+    queues_gone: List[str] = field(default_factory=list)
+    parked: List[dict] = field(default_factory=list)        # changed parked-call records
+    parked_gone: List[str] = field(default_factory=list)
+    parking: Optional[bool] = None
 
 
 def _sort_key(exten: str):

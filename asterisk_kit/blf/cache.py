@@ -159,7 +159,12 @@ class CacheWriter(threading.Thread):
                 self.snap_seq = seq
             delta = {"epoch": self.epoch, "seq": seq, "version": b.version, "ami": b.meta["ami"],
                      "ami_since": b.meta["ami_since"], "full": b.full,
-                     "changed": [] if b.full else list(b.records.values()), "removed": [] if b.full else sorted(b.gone)}
+                     "changed": [] if b.full else list(b.records.values()), "removed": [] if b.full else sorted(b.gone),
+                     "parking": b.parking}
+            if not b.full and (b.queues or b.queues_gone or b.parked or b.parked_gone):
+                # the call model's queues and parked calls (blf/panel.py), only when something changed
+                delta.update(queues=b.queues, queues_removed=b.queues_gone, parked=b.parked,
+                             parked_removed=b.parked_gone)
             items = {delta_key(seq, self.ring): dumps(delta)}
             items.update((ext_key(x), dumps(r)) for x, r in b.records.items())
             failed = self.mc.set_many(items, noreply=False)
@@ -234,6 +239,12 @@ class Follower:
         self.version: Optional[int] = None
         self.extensions: Dict[str, dict] = {}
         self.groups: List[str] = []
+        # the call model's queues and parked calls (records with the same privacy layout as extensions)
+        self.queues: Dict[str, dict] = {}
+        self.parked: Dict[str, dict] = {}
+        self.parking: Optional[bool] = None
+        # what the last follow() changed in them: {queues: {name: rec}, queues_removed: [...], parked..., }
+        self.panel_changes: Dict[str, Any] = {}
         self.resyncs = 0            # snapshots read (for tests and the benchmark)
         self._asked: Optional[Tuple[str, int]] = None
 
@@ -251,6 +262,7 @@ class Follower:
             if deltas is not None and not any(d["full"] for d in deltas):
                 changed: Dict[str, dict] = {}
                 removed: List[str] = []
+                self.panel_changes = _no_panel_changes()
                 self._apply(deltas, changed, removed)
                 self.seq, self.version = seq, version
                 return changed, removed, False
@@ -285,6 +297,19 @@ class Follower:
                 if x in removed:
                     removed.remove(x)
             self.version = d["version"]
+            self.parking = d.get("parking", self.parking)
+            pc = self.panel_changes
+            for what, key in (("queues", "queue"), ("parked", "ref")):
+                store, ch, rm = getattr(self, what), pc[what], pc[what + "_removed"]
+                for ref in d.get(what + "_removed", ()):
+                    store.pop(ref, None)
+                    ch.pop(ref, None)
+                    if ref not in rm:
+                        rm.append(ref)
+                for r in d.get(what, ()):
+                    store[r[key]] = ch[r[key]] = r
+                    if r[key] in rm:
+                        rm.remove(r[key])
 
     def _resync(self, mc, epoch: str, seq: int):
         raw = mc.get(SNAPSHOT)
@@ -303,10 +328,22 @@ class Follower:
         regrouped = self.groups != snap.get("groups", [])
         self.extensions, self.groups = new, snap.get("groups", [])
         self.version = snap.get("version")
+        self.parking = snap.get("parking")
+        pc = self.panel_changes = _no_panel_changes()
+        for what, key in (("queues", "queue"), ("parked", "ref")):
+            fresh = {r[key]: r for r in snap.get(what, [])}
+            old = getattr(self, what)
+            pc[what] = {k: r for k, r in fresh.items() if old.get(k) != r}
+            pc[what + "_removed"] = [k for k in old if k not in fresh]
+            setattr(self, what, fresh)
         self._apply(deltas, changed, removed)
         self.epoch, self.seq = epoch, max(seq, snap["seq"])
         self.resyncs += 1
         return changed, removed, regrouped
+
+
+def _no_panel_changes() -> Dict[str, Any]:
+    return {"queues": {}, "queues_removed": [], "parked": {}, "parked_removed": []}
 
 
 def read_state(mc) -> dict:
@@ -324,7 +361,9 @@ def read_state(mc) -> dict:
     if f.epoch is not None:
         out["version"] = str(f.version).encode()
         out["snapshot"] = {"epoch": f.epoch, "seq": f.seq, "version": f.version, "groups": f.groups,
-                           "extensions": sorted(f.extensions.values(), key=lambda e: _sort_key(e["exten"]))}
+                           "extensions": sorted(f.extensions.values(), key=lambda e: _sort_key(e["exten"])),
+                           "queues": [f.queues[n] for n in sorted(f.queues)],
+                           "parked": [f.parked[r] for r in sorted(f.parked)], "parking": f.parking}
     return out
 
 

@@ -17,9 +17,12 @@ from typing import Callable, Optional
 
 from ..ami import ami_credentials
 from ..amiroles import refusal_hint
+from . import panel
 from .amiconn import AmiActionError, AmiAuthError, AmiConnection, AmiLost
 from .board import Board
 from .cache import CacheWriter
+from .calls.model import Model
+from .calls.snapshot import SNAPSHOT_ACTIONS
 from .names import NameSource
 from .states import Groups, Selection, parse_groups
 
@@ -40,6 +43,10 @@ class Daemon:
         self.writer = CacheWriter(self.board, self._mc_factory(cfg), log, heartbeat=cfg["blf"]["heartbeat_seconds"])
         self.conn: Optional[AmiConnection] = None
         self.connections = 0
+        # the operator panel's call model ([blf] calls): None = state-only BLF
+        self.model: Optional[Model] = Model(cfg["blf"]["contexts"]) if cfg["blf"]["calls"] else None
+        self.model_buffer: Optional[list] = None    # events read while the snapshot lists run
+        self.refused: dict = {}                     # snapshot list -> refusal already logged
 
     @staticmethod
     def _mc_factory(cfg):
@@ -182,15 +189,69 @@ class Daemon:
             await conn.action("Ping")       # a refusal raises AmiActionError, no answer AmiLost
 
     async def _snapshot(self, conn: AmiConnection) -> None:
-        rows = await conn.list_action("ExtensionStateList", timeout=60, on_complete=self.board.snapshot)
-        self.synced = True
-        self.log.info("AMI snapshot: %d hints, %d shown", len(rows), len(self.board.ext))
+        if self.model is not None:
+            self.model_buffer = []      # events met meanwhile are applied after the rebuild, in order
         try:
-            await conn.list_action("PresenceStateList", timeout=30, on_complete=self._presence_rows)
-        except AmiLost as e:
-            self.log.debug("PresenceStateList: %s", e)
-        except AmiActionError as e:
-            self.log.warning("PresenceStateList: %s (presence not shown until the next snapshot)", e)
+            rows = await conn.list_action("ExtensionStateList", timeout=60, on_complete=self.board.snapshot)
+            self.synced = True
+            self.log.info("AMI snapshot: %d hints, %d shown", len(rows), len(self.board.ext))
+            panel_rows = list(rows)
+            try:
+                await conn.list_action("PresenceStateList", timeout=30, on_complete=self._presence_rows)
+            except AmiLost as e:
+                self.log.debug("PresenceStateList: %s", e)
+            except AmiActionError as e:
+                self.log.warning("PresenceStateList: %s (presence not shown until the next snapshot)", e)
+            if self.model is not None:
+                await self._panel_snapshot(conn, panel_rows)
+        finally:
+            self.model_buffer = None
+
+    async def _panel_snapshot(self, conn: AmiConnection, rows: list) -> None:
+        """The call model's lists (calls/snapshot.py), then rebuild: channels, queues and parked calls are
+        right after every (re)connect, not only after the next event."""
+        assert self.model is not None
+        parking = True
+        for action in SNAPSHOT_ACTIONS:
+            if action == "ExtensionStateList":
+                continue
+            try:
+                rows += await conn.list_action(action, timeout=60)
+                self.refused.pop(action, None)
+            except AmiActionError as e:
+                # ParkedCalls needs write=call; without it parked calls are shown as unavailable
+                if action == "ParkedCalls":
+                    parking = False
+                if action not in self.refused:
+                    self.log.warning("AMI %s refused (%s): %s", action, e,
+                                     "parked calls shown as unavailable" if action == "ParkedCalls"
+                                     else "the panel goes on without it until the next snapshot")
+                self.refused[action] = True
+        self.model.rebuild(rows)
+        keys, queues, parked = panel.all_records(self.model, list(self.board.ext))
+        self.board.panel_update(dict(keys), dict(queues), dict(parked), replace=True, parking=parking)
+        buffered, self.model_buffer = self.model_buffer or [], None
+        for ev in buffered:
+            self._model_apply(ev)
+        self.log.info("panel snapshot: %d channels, %d queues, %d parked calls", len(self.model.calls),
+                      len(queues), len(parked))
+
+    def _model_apply(self, ev) -> None:
+        assert self.model is not None
+        changes = self.model.apply(ev)
+        if not changes:
+            return
+        keys: dict = {}
+        queues: dict = {}
+        parked: dict = {}
+        for what, ref in changes:
+            if what == "key":
+                keys[ref] = panel.key_record(self.model, ref)
+            elif what == "queue":
+                queues[ref] = panel.queue_record(self.model, ref)
+            else:
+                parked[ref] = panel.parked_record(self.model, ref)
+        self.board.panel_update(keys, queues, parked)
 
     def _presence_rows(self, rows) -> None:
         for r in rows:
@@ -218,6 +279,11 @@ class Daemon:
             self.board.ami_lost()
         elif name == "Reload":
             self.resync.set()
+        if self.model is not None:
+            if self.model_buffer is not None:
+                self.model_buffer.append(ev)
+            else:
+                self._model_apply(ev)
 
     _resync_soon = None
 

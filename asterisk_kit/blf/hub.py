@@ -17,6 +17,11 @@ from collections import deque
 from typing import Deque, Dict, List, Optional, Tuple
 
 from .cache import META, SEQ, Follower, Gap, stale_reason
+from .panel import project
+
+# Privacy classes: every message is encoded once per class, and a viewer gets only its class's bytes.
+FULL_CLASS, PRIVATE_CLASS = "full", "private"
+CLASSES = (FULL_CLASS, PRIVATE_CLASS)
 
 HISTORY = 256       # messages kept for streams that fall behind; further behind: a full snapshot
 
@@ -34,9 +39,9 @@ class Hub:
         self.meta: Optional[dict] = None
         self.stale = "nodaemon"
         self.behind_since: Optional[float] = None
-        # (seq, SSE bytes, full?) per published message, encoded once for every viewer
-        self.history: Deque[Tuple[int, bytes, bool]] = deque(maxlen=HISTORY)
-        self._sorted: Tuple[int, List[dict]] = (-1, [])
+        # (seq, {class: SSE bytes}, full?) per published message, encoded once per privacy class
+        self.history: Deque[Tuple[int, Dict[str, bytes], bool]] = deque(maxlen=HISTORY)
+        self._sorted: Dict[str, Tuple[int, dict]] = {}     # class -> (seq, sorted lists) of the last state()
         self.viewers = 0
         self.cache_ok = True
         self._thread: Optional[threading.Thread] = None
@@ -97,21 +102,32 @@ class Hub:
             self._publish({}, [], stale)
         else:
             changed, removed, regrouped = update
-            self._publish(changed, removed, stale, full=regrouped)
+            self._publish(changed, removed, stale, full=regrouped, panel=f.panel_changes)
 
-    def _publish(self, changed: Dict[str, dict], removed: List[str], stale: str, full: bool = False) -> None:
+    def _publish(self, changed: Dict[str, dict], removed: List[str], stale: str, full: bool = False,
+                 panel: Optional[dict] = None) -> None:
         with self.cond:
-            if not changed and not removed and not full and stale == self.stale and self.seq > 0:
+            busy = panel and any(panel.values())
+            if not changed and not removed and not full and not busy and stale == self.stale and self.seq > 0:
                 return
             self.stale = stale
             self.seq += 1
             if full:
                 # new groups: pages rebuild their sections from a whole snapshot
-                data = self._full_locked()
+                data = {c: self._full_locked(c) for c in CLASSES}
             else:
-                data = _event("update", {"full": False, "seq": self.seq, "stale": stale, "ami": self._ami(),
-                                         "now": time.time(), "changed": list(changed.values()),
-                                         "removed": removed})
+                data = {}
+                for c in CLASSES:
+                    see = c == FULL_CLASS
+                    msg = {"full": False, "seq": self.seq, "stale": stale, "ami": self._ami(), "now": time.time(),
+                           "changed": [project(r, see) for r in changed.values()], "removed": removed}
+                    if busy:
+                        assert panel is not None
+                        msg.update(queues=[project(r, see) for r in panel["queues"].values()],
+                                   queues_removed=panel["queues_removed"],
+                                   parked=[project(r, see) for r in panel["parked"].values()],
+                                   parked_removed=panel["parked_removed"], parking=self.follower.parking)
+                    data[c] = _event("update", msg)
             self.history.append((self.seq, data, full))
             self.cond.notify_all()
 
@@ -119,45 +135,52 @@ class Hub:
         return (self.meta or {}).get("ami")
 
     # ---- for the views ----
-    def state(self) -> dict:
+    def state(self, see_numbers: bool = True) -> dict:
         with self.cond:
-            return self._state_locked()
+            return self._state_locked(FULL_CLASS if see_numbers else PRIVATE_CLASS)
 
-    def _state_locked(self) -> dict:
-        if self._sorted[0] != self.seq:
-            exts = sorted(self.follower.extensions.values(),
+    def _state_locked(self, cls: str) -> dict:
+        cached = self._sorted.get(cls)
+        if cached is None or cached[0] != self.seq:
+            see = cls == FULL_CLASS
+            f = self.follower
+            exts = sorted(f.extensions.values(),
                           key=lambda e: (0, int(e["exten"]), "") if e["exten"].isdigit() else (1, 0, e["exten"]))
-            self._sorted = (self.seq, exts)
+            cached = self._sorted[cls] = (self.seq, {
+                "extensions": [project(e, see) for e in exts],
+                "queues": [project(f.queues[n], see) for n in sorted(f.queues)],
+                "parked": [project(f.parked[r], see) for r in sorted(f.parked)]})
         v = self.follower.version
-        return {"seq": self.seq, "version": str(v) if v is not None else None,
-                "stale": self.stale, "ami": self._ami(), "now": time.time(),
-                "groups": self.follower.groups, "extensions": self._sorted[1]}
+        return dict({"seq": self.seq, "version": str(v) if v is not None else None,
+                     "stale": self.stale, "ami": self._ami(), "now": time.time(),
+                     "groups": self.follower.groups, "parking": self.follower.parking}, **cached[1])
 
-    def _full_locked(self, retry: bool = False) -> bytes:
-        return _event("snapshot", dict(self._state_locked(), full=True), retry=retry)
+    def _full_locked(self, cls: str, retry: bool = False) -> bytes:
+        return _event("snapshot", dict(self._state_locked(cls), full=True), retry=retry)
 
-    def first(self) -> Tuple[int, bytes]:
+    def first(self, see_numbers: bool = True) -> Tuple[int, bytes]:
         """A new stream's opening message: (seq, the whole state as an SSE snapshot event)."""
         with self.cond:
-            return self.seq, self._full_locked(retry=True)
+            return self.seq, self._full_locked(FULL_CLASS if see_numbers else PRIVATE_CLASS, retry=True)
 
-    def wait(self, seq: int, timeout: float) -> Tuple[int, Optional[bytes]]:
+    def wait(self, seq: int, timeout: float, see_numbers: bool = True) -> Tuple[int, Optional[bytes]]:
         """Block until something newer than SEQ; returns (new seq, SSE bytes) or (seq, None) on timeout.
-        The bytes are the messages since SEQ as encoded once for all viewers, or a full snapshot when
-        the history no longer reaches back that far."""
+        The bytes are the messages since SEQ as encoded once for all viewers of this privacy class, or a
+        full snapshot when the history no longer reaches back that far."""
+        cls = FULL_CLASS if see_numbers else PRIVATE_CLASS
         with self.cond:
             self.cond.wait_for(lambda: self.seq != seq, timeout=timeout)
             if self.seq == seq:
                 return seq, None
             oldest = self.history[0][0] if self.history else self.seq + 1
             if seq + 1 < oldest:
-                return self.seq, self._full_locked()
+                return self.seq, self._full_locked(cls)
             parts: List[bytes] = []
             for s, data, full in self.history:
                 if s > seq:
                     if full:
                         parts = []      # a snapshot replaces whatever came before it
-                    parts.append(data)
+                    parts.append(data[cls])
             return self.seq, b"".join(parts)
 
     def enter(self, limit: int) -> bool:

@@ -86,6 +86,13 @@ SECTIONS: Dict[str, Section] = {
         "reconnect_max_seconds": Key(int_range(1, 3600), "30", "Longest pause between AMI reconnection attempts."),
         "max_viewers": Key(int_range(1, 10000), "200", "Live (SSE) viewers served at once per web process; more "
                                                         "get 503 and retry."),
+        "calls": Key(yes_no, "yes", "Operator panel: follow calls (other party, direction, queue, talk time), "
+                                    "queues and parked calls; needs the AMI user of manager/asterisk-kit-panel.conf. "
+                                    "no: extension states only."),
+        "anonymous_see_numbers": Key(yes_no, "no", "Wall screens of anonymous_networks see outside callers' "
+                                                   "numbers (default: names only)."),
+        "missed_refresh_seconds": Key(int_range(5, 3600), "30", "Missed calls today are read from the CDR this "
+                                                                "often (per web process)."),
         "poll_ms": Key(int_range(10, 5000), "50", "The web process checks memcached for a new version this often."),
         # Panel actions (click-to-dial, transfer, pickup, hangup, queue pause): a second AMI user that
         # only the web app holds, never the read-only daemon; empty: no actions.

@@ -13,7 +13,9 @@ import threading
 
 import bottle
 
+from ..web.perms import dial_allowed, viewer_perms
 from .hub import Hub
+from .missed import MissedCalls
 from .states import SLUGS, parse_groups
 
 PRESENCE = ("away", "xa", "dnd", "chat", "unavailable")
@@ -40,6 +42,36 @@ STRINGS = {
         "blf.stale.offline": "Нет связи с сервером — данные устарели",
         "blf.empty": "Нет ни одного абонента (проверьте, что служба BLF запущена).",
         "blf.wall": "Режим табло",
+        "blf.kiosk": "Табло (киоск)",
+        "blf.kiosk_exit": "Выйти из режима табло (вернуться к обычной панели)",
+        "blf.legend": "≥ — время известно не точно: панель увидела звонок уже идущим (после переподключения); "
+                      "→ исходящий, ← входящий",
+        "blf.dnd": "не беспокоить",
+        "blf.in": "входящий",
+        "blf.out": "исходящий",
+        "blf.via_queue": "очередь {q}",
+        "blf.hidden_number": "номер скрыт",
+        "blf.queues": "Очереди",
+        "blf.waiting": "Ожидают",
+        "blf.members": "Операторы",
+        "blf.answered": "Отвечено сегодня",
+        "blf.abandoned": "Потеряно сегодня",
+        "blf.no_waiting": "никто не ждёт",
+        "blf.paused": "пауза",
+        "blf.in_call": "в разговоре",
+        "blf.available": "свободен",
+        "blf.logged_out": "не в сети",
+        "blf.parked": "Припаркованные звонки",
+        "blf.no_parked": "нет припаркованных звонков",
+        "blf.parking_unavailable": "Парковка недоступна: у AMI-пользователя панели нет write = call (см. docs/blf.md)",
+        "blf.lot": "место {space} ({lot})",
+        "blf.missed": "Пропущенные сегодня",
+        "blf.no_missed": "пропущенных нет",
+        "blf.missed_unavailable": "CDR недоступен",
+        "blf.call_back": "Перезвонить",
+        "blf.tab.keys": "Абоненты",
+        "blf.tab.queues": "Очереди и парковка",
+        "blf.tab.missed": "Пропущенные",
         "state.idle": "свободен", "state.inuse": "разговаривает", "state.busy": "занят",
         "state.unavailable": "недоступен", "state.ringing": "звонит", "state.inuse_ringing": "разговор + звонок",
         "state.hold": "на удержании", "state.inuse_hold": "разговор + удержание", "state.removed": "удалён",
@@ -65,6 +97,36 @@ STRINGS = {
         "blf.stale.offline": "No connection to the server: data is stale",
         "blf.empty": "No extension yet (check that the BLF service is running).",
         "blf.wall": "Wall screen",
+        "blf.kiosk": "Wall screen (kiosk)",
+        "blf.kiosk_exit": "Leave the wall screen mode (back to the normal panel)",
+        "blf.legend": "≥ time not exact: the panel found the call already going (after a reconnect); "
+                      "→ outgoing, ← incoming",
+        "blf.dnd": "do not disturb",
+        "blf.in": "incoming",
+        "blf.out": "outgoing",
+        "blf.via_queue": "queue {q}",
+        "blf.hidden_number": "number hidden",
+        "blf.queues": "Queues",
+        "blf.waiting": "Waiting",
+        "blf.members": "Members",
+        "blf.answered": "Answered today",
+        "blf.abandoned": "Abandoned today",
+        "blf.no_waiting": "nobody waiting",
+        "blf.paused": "paused",
+        "blf.in_call": "in a call",
+        "blf.available": "available",
+        "blf.logged_out": "logged out",
+        "blf.parked": "Parked calls",
+        "blf.no_parked": "no parked calls",
+        "blf.parking_unavailable": "Parking unavailable: the panel's AMI user lacks write = call (see docs/blf.md)",
+        "blf.lot": "space {space} ({lot})",
+        "blf.missed": "Missed today",
+        "blf.no_missed": "no missed calls",
+        "blf.missed_unavailable": "CDR unavailable",
+        "blf.call_back": "Call back",
+        "blf.tab.keys": "Extensions",
+        "blf.tab.queues": "Queues and parking",
+        "blf.tab.missed": "Missed",
         "state.idle": "free", "state.inuse": "talking", "state.busy": "busy",
         "state.unavailable": "unavailable", "state.ringing": "ringing", "state.inuse_ringing": "talking + ringing",
         "state.hold": "on hold", "state.inuse_hold": "talking + hold", "state.removed": "removed",
@@ -97,24 +159,45 @@ def register(web) -> None:
     viewer = web.login_required(allow=lambda w: bool(nets) and w.ip_in(nets))
     from . import actionweb
     actionweb.register(web)     # POST /blf/action, GET /blf/permissions
+    missed = MissedCalls(web.cfg, web.log)
 
     def labels():
         keys = [f"state.{s}" for s in SLUGS] + [f"blf.stale.{k}" for k in ("ami", "nodaemon", "stopped", "cache",
                                                                               "offline")] + ["blf.live", "blf.other_group"] + [f"presence.{p}" for p in PRESENCE]
+        keys += [k for k in STRINGS["en"] if k.startswith("blf.") and k not in keys]
         return {k: web.t(k) for k in keys}
 
+    def perms():
+        see, groups = viewer_perms(web, web.user())
+        return see, groups
+
     @app.get("/blf")
+    @app.get("/blf/wall")
     @viewer
     def blf_page():
-        st = hub_for(web).state()
-        groups = _grouped(st, web.t("blf.other_group"))
-        return web.render("blf.html", st=st, groups=groups, labels=json.dumps(labels(), ensure_ascii=False),
-                          wall=req.query.get("wall") == "1", anonymous=not web.user())
+        see, groups = perms()
+        st = _only_groups(hub_for(web).state(see), groups)
+        kiosk = req.path == "/blf/wall" or req.query.get("kiosk") == "1"
+        return web.render("blf.html", st=st, groups=_grouped(st, web.t("blf.other_group")),
+                          labels=json.dumps(labels(), ensure_ascii=False), kiosk=kiosk,
+                          wall=kiosk or req.query.get("wall") == "1", anonymous=not web.user(),
+                          dial=bool(web.cfg["blf"]["action_ami_user"]) and dial_allowed(web, web.user()))
 
     @app.get("/blf.json")
     @viewer
     def blf_json():
-        return web.json(hub_for(web).state())
+        see, groups = perms()
+        return web.json(_only_groups(hub_for(web).state(see), groups))
+
+    @app.get("/blf/missed.json")
+    @viewer
+    def blf_missed():
+        see, groups = perms()
+        st = _only_groups(hub_for(web).state(see), groups)
+        keys = {e["exten"] for e in st["extensions"]}
+        data = missed.get(keys, see)
+        data["extensions"] = {x: v for x, v in data["extensions"].items() if x in keys}
+        return web.json(data)
 
     @app.get("/blf/events")
     @viewer
@@ -128,21 +211,54 @@ def register(web) -> None:
         resp.content_type = "text/event-stream; charset=utf-8"
         resp.set_header("Cache-Control", "no-store")
         resp.set_header("X-Accel-Buffering", "no")      # nginx: do not buffer the stream
-        return _stream(hub)
+        see, groups = perms()
+        return _stream(hub, see, groups)
 
 
-def _stream(hub: Hub):
+def _stream(hub: Hub, see_numbers: bool, groups):
     import time
     try:
-        seq, first = hub.first()
-        yield first
+        seq, first = hub.first(see_numbers)
+        yield _filter_stream(first, groups)
         end = time.monotonic() + STREAM_SECONDS
         while time.monotonic() < end:
-            # the same bytes for every viewer: encoded once by the hub, not per stream
-            seq, data = hub.wait(seq, KEEPALIVE)
-            yield data if data is not None else b": keepalive\n\n"
+            # the same bytes for every viewer of a privacy class: encoded once by the hub, not per stream
+            seq, data = hub.wait(seq, KEEPALIVE, see_numbers)
+            yield _filter_stream(data, groups) if data is not None else b": keepalive\n\n"
     finally:
         hub.leave()
+
+
+def _only_groups(st: dict, groups) -> dict:
+    """The state limited to a viewer's groups (None: all): extensions of other groups left out."""
+    if groups is None:
+        return st
+    out = dict(st)
+    out["extensions"] = [e for e in st["extensions"] if e.get("group") in groups]
+    if "changed" in st:
+        out["changed"] = [e for e in st["changed"] if e.get("group") in groups]
+    return out
+
+
+def _filter_stream(data: bytes, groups) -> bytes:
+    """Viewers limited to some groups get the shared bytes re-encoded without the others (rare path)."""
+    if groups is None:
+        return data
+    out = []
+    for msg in data.split(b"\n\n"):
+        if not msg:
+            continue
+        head, sep, body = msg.rpartition(b"data: ")
+        if not sep:
+            out.append(msg + b"\n\n")
+            continue
+        d = json.loads(body)
+        if "extensions" in d:
+            d = _only_groups(d, groups)
+        elif "changed" in d:
+            d["changed"] = [e for e in d["changed"] if e.get("group") in groups]
+        out.append(head + b"data: " + json.dumps(d, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n")
+    return b"".join(out)
 
 
 def _grouped(st: dict, other: str):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from dataclasses import dataclass
-from typing import FrozenSet, Iterable, List, Optional
+from typing import FrozenSet, Iterable, List, Optional, Set, Tuple
 
 from .. import storage
 
@@ -158,3 +158,25 @@ def update(conn: sqlite3.Connection, name: str, extension: Optional[str] = None,
 
 def cur_groups_text(p: Perms) -> str:
     return ALL_GROUPS if p.groups is None else ",".join(sorted(p.groups))
+
+
+# ---- what the operator panel shows a viewer (the one place the panel asks) ----------------------
+
+def viewer_perms(web, user: Optional[str]) -> Tuple[bool, Optional[Set[str]]]:
+    """(see_numbers, groups) of a /blf viewer; groups None = every group. An anonymous wall screen
+    ([blf] anonymous_networks) sees names only unless [blf] anonymous_see_numbers = yes; a login
+    sees what its row in web_user_perms allows (`numbers`, its groups; nothing without `view`)."""
+    if not user:
+        return bool(web.cfg["blf"]["anonymous_see_numbers"]), None
+    p = get(web.db(), user)
+    if p is None or not p.has("view"):
+        return False, set()
+    return p.has("numbers"), (None if p.groups is None else set(p.groups))
+
+
+def dial_allowed(web, user: Optional[str]) -> bool:
+    """Whether the page renders call-back buttons: the user may dial and has an own extension."""
+    if not user:
+        return False
+    p = get(web.db(), user)
+    return bool(p and p.has("dial") and p.extension)

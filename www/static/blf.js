@@ -1,4 +1,6 @@
-// BLF panel: live updates from /blf/events (Server-Sent Events), search / state filter, time in state.
+// BLF / operator panel: live updates from /blf/events (Server-Sent Events), search / state filter,
+// per key the call (other party, direction, queue, talk time), DND and presence, queues, parked calls,
+// missed calls today. Numbers a viewer may not see never reach this page (the server drops them).
 "use strict";
 (function () {
   var root = document.getElementById("blf");
@@ -8,7 +10,11 @@
   var search = document.getElementById("blf-search");
   var stateSel = document.getElementById("blf-state");
   var status = document.getElementById("blf-status");
+  // call-back buttons only when dialling is allowed: the server's flag (web/perms.py dial_allowed) or
+  // the actions side's own global flag
+  function canDial() { return root.getAttribute("data-dial") === "1" || window.akPanelDialAllowed === true; }
   var FREE = { idle: 1 }, BUSY = { inuse: 1, busy: 1, ringing: 1, inuse_ringing: 1, hold: 1, inuse_hold: 1 };
+  var queues = {}, parked = {}, parking = null, missed = null;
 
   function fmt(s) {
     s = Math.max(0, Math.floor(s));
@@ -16,12 +22,23 @@
     var mm = (h ? (m < 10 ? "0" : "") : "") + m, ss = (sec < 10 ? "0" : "") + sec;
     return (h ? h + ":" : "") + mm + ":" + ss;
   }
+  function clock(ts) {
+    var d = new Date((ts - offset) * 1000);
+    return (d.getHours() < 10 ? "0" : "") + d.getHours() + ":" + (d.getMinutes() < 10 ? "0" : "") + d.getMinutes();
+  }
+  function t(key, params) {
+    var s = L[key] || key;
+    for (var k in (params || {})) { s = s.replace("{" + k + "}", params[k]); }
+    return s;
+  }
   function tick() {
     var now = Date.now() / 1000 + offset;
-    var tiles = document.querySelectorAll(".tile");
-    for (var i = 0; i < tiles.length; i++) {
-      var t = tiles[i], since = parseFloat(t.getAttribute("data-since"));
-      t.querySelector(".since").textContent = (t.getAttribute("data-known") === "1" ? "" : "≥ ") + fmt(now - since);
+    var els = document.querySelectorAll("[data-since]");
+    for (var i = 0; i < els.length; i++) {
+      var x = els[i], since = parseFloat(x.getAttribute("data-since"));
+      var out = x.classList.contains("tile") ? x.querySelector(".since") : x;
+      if (!out || isNaN(since)) { continue; }
+      out.textContent = (x.getAttribute("data-known") === "0" ? "≥ " : "") + fmt(now - since);
     }
   }
   function setStale(reason) {
@@ -31,22 +48,58 @@
     root.className = root.className.replace(/ ?stale-now/, "") + (reason ? " stale-now" : "");
   }
   function el(tag, cls, text) { var e = document.createElement(tag); e.className = cls; e.textContent = text || ""; return e; }
-  function fill(t, e) {
-    t.setAttribute("data-state", e.state);
-    t.setAttribute("data-since", e.since);
-    t.setAttribute("data-known", e.since_known ? "1" : "0");
-    t.querySelector(".name").textContent = e.name || "";
-    t.querySelector(".state").textContent = (L["state." + e.state] || e.state) +
-      (e.presence ? " · " + (L["presence." + e.presence] || e.presence) : "");
-    if (e.presence_message) { t.title = e.presence_message; } else { t.removeAttribute("title"); }
+  function who(number, name) {
+    // name and number as the server sent them; a number it did not send is "hidden"
+    if (name && number && name !== number) { return name + " " + number; }
+    return name || number || t("blf.hidden_number");
+  }
+  function mainCall(calls) {
+    var best = null;
+    (calls || []).forEach(function (c) {
+      if (!best || (c.state === "up" && best.state !== "up")) { best = c; }
+    });
+    return best;
+  }
+  function fill(t0, e) {
+    var c = mainCall(e.calls);
+    t0.setAttribute("data-state", e.state);
+    t0.setAttribute("data-dnd", e.dnd ? "1" : "0");
+    t0.setAttribute("data-presence", e.presence || "");
+    t0.setAttribute("data-calls", (e.calls || []).length);
+    if (c && c.answered) {
+      t0.setAttribute("data-since", c.answered);                   // talk time: from the answer
+      t0.setAttribute("data-known", c.answered_known ? "1" : "0");
+    } else {
+      t0.setAttribute("data-since", e.since);
+      t0.setAttribute("data-known", e.since_known ? "1" : "0");
+    }
+    t0.querySelector(".name").textContent = e.name || "";
+    var st = (e.dnd && !(e.calls || []).length) ? L["blf.dnd"] : (L["state." + e.state] || e.state);
+    // presence is the person's status, shown after the state; DND (the DND device) has its own badge
+    t0.querySelector(".state").textContent = st + (e.presence ? " · " + (L["presence." + e.presence] || e.presence) : "");
+    if (e.dnd) { t0.querySelector(".state").appendChild(el("span", "badge dnd", "DND")); }
+    var line = t0.querySelector(".call");
+    line.textContent = "";
+    if (c) {
+      var arrow = el("span", "dir " + c.direction, c.direction === "in" ? "←" : "→");
+      arrow.title = L["blf." + c.direction] || c.direction;
+      line.appendChild(arrow);
+      var p = el("span", "party", who(c.number, c.name));
+      line.appendChild(p);
+      if (c.queue) { line.appendChild(el("span", "badge queue", t("blf.via_queue", { q: c.queue }))); }
+      t0.setAttribute("data-number", c.number || "");
+    } else {
+      t0.removeAttribute("data-number");
+    }
+    if (e.presence_message) { t0.title = e.presence_message; } else { t0.removeAttribute("title"); }
   }
   function tile(e) {
-    var t = document.createElement("div");
-    t.className = "tile"; t.id = "ext-" + e.exten; t.setAttribute("data-exten", e.exten);
-    t.appendChild(el("div", "num", e.exten)); t.appendChild(el("div", "name")); t.appendChild(el("div", "state"));
-    t.appendChild(el("div", "since"));
-    fill(t, e);
-    return t;
+    var t0 = document.createElement("div");
+    t0.className = "tile"; t0.id = "ext-" + e.exten; t0.setAttribute("data-exten", e.exten);
+    t0.appendChild(el("div", "num", e.exten)); t0.appendChild(el("div", "name")); t0.appendChild(el("div", "state"));
+    t0.appendChild(el("div", "call")); t0.appendChild(el("div", "since"));
+    fill(t0, e);
+    return t0;
   }
   function rebuild(msg) {
     var groups = {}, order = msg.groups.slice(), box = document.getElementById("blf-groups");
@@ -68,20 +121,145 @@
     });
     var empty = document.getElementById("blf-empty");
     if (empty) { empty.style.display = msg.extensions.length ? "none" : ""; }
-    document.getElementById("blf-count").textContent = document.getElementById("blf-count").textContent.replace(/\d+/, msg.extensions.length);
+    var count = document.getElementById("blf-count");
+    count.textContent = count.textContent.replace(/\d+/, msg.extensions.length);
+    queues = {}; parked = {};
+    (msg.queues || []).forEach(function (q) { queues[q.queue] = q; });
+    (msg.parked || []).forEach(function (p) { parked[p.ref] = p; });
+    parking = msg.parking;
   }
+
+  // ---- queues, parked calls, missed calls ----
+  function callBack(number) {
+    if (!canDial() || !number) { return null; }
+    var b = el("button", "call-back", "☎ " + L["blf.call_back"]);
+    b.type = "button";
+    b.setAttribute("data-number", number);
+    b.addEventListener("click", function () {
+      if (window.akPanelAction) { window.akPanelAction("dial", number); }
+    });
+    return b;
+  }
+  function renderQueues() {
+    var box = document.getElementById("blf-queues");
+    box.textContent = "";
+    Object.keys(queues).sort().forEach(function (name) {
+      var q = queues[name], card = el("div", "queue");
+      card.id = "queue-" + name; card.setAttribute("data-queue", name);
+      card.appendChild(el("h3", "", name));
+      var counts = el("p", "counts");
+      counts.appendChild(el("span", "answered", L["blf.answered"] + ": " + q.answered));
+      counts.appendChild(document.createTextNode(" · "));
+      counts.appendChild(el("span", "abandoned", L["blf.abandoned"] + ": " + q.abandoned));
+      card.appendChild(counts);
+      var w = el("ol", "waiting");
+      w.setAttribute("aria-label", L["blf.waiting"]);
+      if (!q.waiting.length) { card.appendChild(el("p", "muted none", L["blf.no_waiting"])); }
+      q.waiting.forEach(function (c) {
+        var li = el("li", "caller");
+        li.appendChild(el("span", "pos", c.position + ". "));
+        li.appendChild(el("span", "party", who(c.number, c.name)));
+        var since = el("span", "wait"); since.setAttribute("data-since", c.since); li.appendChild(since);
+        w.appendChild(li);
+      });
+      if (q.waiting.length) { card.appendChild(w); }
+      var m = el("ul", "members");
+      m.setAttribute("aria-label", L["blf.members"]);
+      q.members.forEach(function (x) {
+        var what = x.paused ? "paused" : x.in_queue_call ? "in_call" : x.status === "ringing" ? "ringing"
+          : x.busy ? "in_call" : (x.status === "unavailable" || x.status === "invalid") ? "logged_out" : "available";
+        var label = what === "ringing" ? L["state.ringing"] : L["blf." + what];
+        var li = el("li", "member " + what, (x.name || x.interface) + " — " + label +
+                    (x.paused && x.paused_reason ? " (" + x.paused_reason + ")" : ""));
+        li.setAttribute("data-member", x.interface);
+        m.appendChild(li);
+      });
+      card.appendChild(m);
+      box.appendChild(card);
+    });
+    document.getElementById("blf-queues-box").style.display = Object.keys(queues).length ? "" : "none";
+  }
+  function renderParked() {
+    var box = document.getElementById("blf-parked");
+    box.textContent = "";
+    // null: the daemon runs without the call model ([blf] calls = no): no parking box at all
+    document.getElementById("blf-parked-box").style.display = (parking === null || parking === undefined) ? "none" : "";
+    if (parking === false) { box.appendChild(el("p", "muted unavailable", L["blf.parking_unavailable"])); return; }
+    var refs = Object.keys(parked).sort();
+    if (!refs.length) { box.appendChild(el("p", "muted none", L["blf.no_parked"])); return; }
+    refs.forEach(function (r) {
+      var p = parked[r], row = el("div", "parked");
+      row.id = "parked-" + r.replace(/[^\w-]/g, "_"); row.setAttribute("data-ref", r);
+      row.appendChild(el("span", "space", t("blf.lot", { space: p.space, lot: p.lot })));
+      row.appendChild(el("span", "party", who(p.number, p.name)));
+      var since = el("span", "wait"); since.setAttribute("data-since", p.since); row.appendChild(since);
+      box.appendChild(row);
+    });
+  }
+  function renderMissed() {
+    var box = document.getElementById("blf-missed");
+    box.textContent = "";
+    if (!missed) { return; }
+    document.getElementById("blf-missed-box").style.display = missed.configured === false ? "none" : "";
+    if (!missed.available) { box.appendChild(el("p", "muted", L["blf.missed_unavailable"])); return; }
+    var any = false;
+    [["extensions", ""], ["queues", "queue "]].forEach(function (kind) {
+      Object.keys(missed[kind[0]]).sort().forEach(function (ref) {
+        var calls = missed[kind[0]][ref];
+        if (!calls.length) { return; }
+        any = true;
+        var card = el("div", "missed"); card.setAttribute("data-ref", kind[1] + ref);
+        var tileOf = kind[0] === "extensions" && document.getElementById("ext-" + ref);
+        var title = kind[1] + ref + (tileOf ? " " + tileOf.querySelector(".name").textContent : "");
+        card.appendChild(el("h3", "", title + " (" + calls.length + ")"));
+        var ul = el("ul", "");
+        calls.forEach(function (c) {
+          var li = el("li", "", clock(c.time) + " " + who(c.number, c.name) + " ");
+          var b = callBack(c.number);
+          if (b) { li.appendChild(b); }
+          ul.appendChild(li);
+        });
+        card.appendChild(ul); box.appendChild(card);
+      });
+    });
+    if (!any) { box.appendChild(el("p", "muted none", L["blf.no_missed"])); }
+  }
+  function updateSide() {
+    // the keys take the whole width when there is nothing to show beside them (state-only, no CDR)
+    var shown = ["blf-queues-box", "blf-parked-box", "blf-missed-box"].some(function (id) {
+      return document.getElementById(id).style.display !== "none";
+    });
+    document.querySelector(".blf-layout").classList.toggle("no-side", !shown);
+  }
+  function loadMissed() {
+    var x = new XMLHttpRequest();
+    x.open("GET", "/blf/missed.json"); x.setRequestHeader("Accept", "application/json");
+    x.onload = function () { if (x.status === 200) { missed = JSON.parse(x.responseText); renderMissed(); updateSide(); } };
+    x.send();
+  }
+
   function apply(msg, full) {
-    offset = msg.now - Date.now() / 1000;
+    // a message's `now` is when the server encoded it; one delivered late would pull the clock back
+    // and make the times jump, so keep the latest estimate (reset only on a large jump: clock changed)
+    var est = msg.now - Date.now() / 1000;
+    offset = (est > offset || offset - est > 60) ? est : offset;
+    root.setAttribute("data-offset", offset.toFixed(3));
     if (full) { rebuild(msg); }
     else {
       var needRebuild = false;
       msg.changed.forEach(function (e) {
-        var t = document.getElementById("ext-" + e.exten);
-        if (t) { fill(t, e); } else { needRebuild = true; }
+        var t0 = document.getElementById("ext-" + e.exten);
+        if (t0) { fill(t0, e); } else { needRebuild = true; }
       });
-      msg.removed.forEach(function (x) { var t = document.getElementById("ext-" + x); if (t) { t.parentNode.removeChild(t); } });
+      msg.removed.forEach(function (x) { var t0 = document.getElementById("ext-" + x); if (t0) { t0.parentNode.removeChild(t0); } });
+      (msg.queues || []).forEach(function (q) { queues[q.queue] = q; });
+      (msg.queues_removed || []).forEach(function (n) { delete queues[n]; });
+      (msg.parked || []).forEach(function (p) { parked[p.ref] = p; });
+      (msg.parked_removed || []).forEach(function (r) { delete parked[r]; });
+      if ("parking" in msg) { parking = msg.parking; }
       if (needRebuild) { fetchFull(); }
     }
+    renderQueues(); renderParked(); updateSide();
     setStale(msg.stale);
     root.setAttribute("data-seq", msg.seq);
     filter(); tick();
@@ -93,23 +271,52 @@
     x.send();
   }
   function filter() {
+    if (!search) { return; }
     var q = search.value.trim().toLowerCase(), want = stateSel.value;
     var sections = document.querySelectorAll(".blf-group");
     for (var i = 0; i < sections.length; i++) {
       var tiles = sections[i].querySelectorAll(".tile"), shown = 0;
       for (var j = 0; j < tiles.length; j++) {
-        var t = tiles[j], st = t.getAttribute("data-state");
-        var text = (t.getAttribute("data-exten") + " " + t.querySelector(".name").textContent).toLowerCase();
+        var t0 = tiles[j], st = t0.getAttribute("data-state");
+        var text = (t0.getAttribute("data-exten") + " " + t0.querySelector(".name").textContent).toLowerCase();
         var ok = (!q || text.indexOf(q) >= 0) && (!want || (want === "free" ? FREE[st] : BUSY[st]));
-        t.classList.toggle("hidden", !ok); if (ok) { shown++; }
+        t0.classList.toggle("hidden", !ok); if (ok) { shown++; }
       }
       sections[i].classList.toggle("hidden", tiles.length > 0 && shown === 0);
     }
   }
-  search.addEventListener("input", filter);
-  stateSel.addEventListener("change", filter);
+  if (search) {
+    search.addEventListener("input", filter);
+    stateSel.addEventListener("change", filter);
+  }
+  apply(JSON.parse(document.getElementById("blf-initial").textContent), true);
   setInterval(tick, 1000);
-  tick();
+  loadMissed();
+  setInterval(loadMissed, 30000);
+  // Call back (and any other panel action): POST /blf/action with the page's CSRF token; the server
+  // checks the user's permissions, audits and answers; the answer is shown for a few seconds.
+  if (!window.akPanelAction) {
+    window.akPanelAction = function (action, target) {
+      var tok = document.querySelector('input[name="csrf"]');
+      var note = document.getElementById("blf-action-note");
+      if (!note) {
+        note = el("div", "action-note", ""); note.id = "blf-action-note"; note.setAttribute("role", "status");
+        document.body.appendChild(note);
+      }
+      function show(text, ok) {
+        note.textContent = text; note.className = "action-note " + (ok ? "ok" : "error");
+        clearTimeout(note._t); note._t = setTimeout(function () { note.textContent = ""; note.className = "action-note"; }, 6000);
+      }
+      return fetch("/blf/action", {method: "POST", credentials: "same-origin",
+        headers: {"Content-Type": "application/json", "Accept": "application/json",
+                  "X-CSRF-Token": tok ? tok.value : ""},
+        body: JSON.stringify({action: action, target: target})})
+        .then(function (r) { return r.json().then(function (j) { return [r.ok, j]; }); })
+        .then(function (res) { show(res[0] ? "✓ " + action + " " + target : (res[1].error || "error"), res[0]); return res[1]; })
+        .catch(function () { show("error", false); });
+    };
+  }
+  window.akPanelRefreshMissed = loadMissed;     // for the actions side (after a call back) and tests
 
   // The browser reconnects by itself after a dropped stream; after a refusal (503: too many viewers,
   // 401: login expired) the EventSource is closed for good, so we open a new one a little later.
