@@ -217,15 +217,16 @@ def test_stop_withdraws_waiting_call_files(dialer, asterisk):
     while conn.execute("SELECT count(*) FROM dialer_calls WHERE state = 'spooled'").fetchone()[0] < 2:
         assert time.time() < deadline, "first batch never spooled"
         time.sleep(0.05)
-    # The two unanswered calls ring 3 s, then Asterisk re-schedules them (retry in 600 s): they wait in the
-    # spool with a future mtime and an EndRetry line Asterisk appended.
+    # The two unanswered calls ring 3 s, then the kit schedules their retry (in 600 s): they wait in the
+    # store as pending with next_at, their first call files archived and collected.
     def rescheduled():
-        files = list((asterisk.spool_dir / "outgoing").glob("asterisk-kit-*"))
-        return len(files) == 2 and all(f.stat().st_mtime > time.time() + 300 and "EndRetry:" in f.read_text()
-                                       for f in files)
+        later = time.time() + 300
+        return (conn.execute("SELECT count(*) FROM dialer_calls WHERE state = 'pending' AND next_at > ?",
+                             (later,)).fetchone()[0] == 2
+                and not list((asterisk.spool_dir / "outgoing").glob("asterisk-kit-*")))
     deadline = time.time() + 30
     while not rescheduled():
-        assert time.time() < deadline, "Asterisk never re-scheduled the unanswered calls"
+        assert time.time() < deadline, "the kit never scheduled a retry of the unanswered calls"
         time.sleep(0.2)
     r = kit(cfg, "dialer", "stop", check=True)
     assert "stop" in r.stdout
@@ -319,10 +320,11 @@ def test_rendered_call_files_mean_exactly_what_was_intended(tmp_path):
     r = Renderer(cfg)
     number = NumberRules().number("+7 (999) 123-45-67")
     plain = asterisk_reads(r.render(5, number))
+    # Retries are the kit's (re-spooled after the outcome's delay): Asterisk never retries on its own.
     assert plain == [("Channel", "local/89991234567@avtoobzvon"), ("CallerID", '"Office" <84951234567>'),
-                     ("MaxRetries", "2"), ("RetryTime", "60"), ("WaitTime", "30"), ("Context", "avtoobzvon"),
+                     ("MaxRetries", "0"), ("RetryTime", "60"), ("WaitTime", "30"), ("Context", "avtoobzvon"),
                      ("Extension", "play"), ("Priority", "1"), ("Setvar", "KIT_RUN=5"),
-                     ("Setvar", "CALLEE=89991234567"), ("Archive", "yes")]
+                     ("Setvar", "CALLEE=89991234567"), ("Setvar", "KIT_SOUND=custom/avtoobzvon"), ("Archive", "yes")]
     ivr = dict((k, v) for k, v in asterisk_reads(r.render(5, number, "3")) if k != "Setvar")
     assert ivr["Channel"] == "local/89991234567@avtoobzvon-ivr" and ivr["Context"] == "avtoobzvon-ivr"
     assert ("Setvar", "dtmf=3") in asterisk_reads(r.render(5, number, "3"))
@@ -357,12 +359,12 @@ def assert_call_files_mean_only(cfg_path, expected):
         ctx = "avtoobzvon-ivr" if digit else "avtoobzvon"
         want = {("Channel", f"local/{number}@{ctx}"), ("Context", ctx), ("Extension", "play"), ("Priority", "1"),
                 ("Setvar", f"CALLEE={number}"), ("Setvar", "KIT_RUN=7"), ("Archive", "yes"),
-                ("MaxRetries", str(d["max_retries"])), ("RetryTime", str(d["retry_time"])),
-                ("WaitTime", str(d["wait_time"]))}
+                ("MaxRetries", "0"), ("RetryTime", str(d["retry_time"])),
+                ("WaitTime", str(d["wait_time"])), ("Setvar", f"KIT_SOUND={d['sound']}")}
         if d["callerid"]:
             want.add(("CallerID", d["callerid"]))
         if digit:
-            want.add(("Setvar", f"dtmf={digit}"))
+            want |= {("Setvar", f"dtmf={digit}"), ("Setvar", f"KIT_PROMPT={d['ivr_prompt']}")}
         assert set(pairs) == want and len(pairs) == len(want), (number, pairs)
 
 

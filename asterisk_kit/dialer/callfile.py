@@ -26,13 +26,15 @@ class CallFileError(ValueError):
     pass
 
 
-def file_name(run_id: int, number: str) -> str:
-    return f"asterisk-kit-{run_id}-{number}.call"
+def file_name(run_id: int, number: str, attempt: int = 1) -> str:
+    """One name per attempt, so an archived file of attempt 1 is never taken for attempt 2."""
+    return f"asterisk-kit-{run_id}-{number}-{attempt}.call"
 
 
 def parse_name(name: str):
-    m = re.fullmatch(r"asterisk-kit-([0-9]+)-([0-9]+)\.call", name)
-    return (int(m.group(1)), m.group(2)) if m else None
+    """(run, number, attempt); names from before campaigns carry no attempt (1)."""
+    m = re.fullmatch(r"asterisk-kit-([0-9]+)-([0-9]+)(?:-([0-9]+))?\.call", name)
+    return (int(m.group(1)), m.group(2), int(m.group(3) or 1)) if m else None
 
 
 class Renderer:
@@ -46,14 +48,33 @@ class Renderer:
                                       keep_trailing_newline=True, autoescape=False)
         self.plain = self.env.get_template("plain.call.j2")
         self.ivr = self.env.get_template("ivr.call.j2")
-        self.common = {"callerid": d["callerid"], "max_retries": d["max_retries"],
-                       "retry_time": d["retry_time"], "wait_time": d["wait_time"]}
+        from .campaigns import resolve
+        self.cfg = cfg
+        self.defaults = resolve(cfg, {})
 
-    def render(self, run_id: int, number: str, digit: str = "") -> str:
+    def render(self, run_id: int, number: str, digit: str = "", settings: Optional[dict] = None) -> str:
+        """SETTINGS: the run's resolved campaign settings (default: the config's). Retries are the kit's
+        (it re-spools after the delay), so a call file always says MaxRetries: 0."""
+        from .settings import _callerid, _dial_target, _sound
+        st = settings or self.defaults
         if not re.fullmatch(r"[0-9]{1,20}", number) or not re.fullmatch(r"[0-9]?", digit):
             raise CallFileError(f"refusing to render a call file for number {number!r} digit {digit!r}")
+        try:        # checked when saved; checked again here as the values reach Asterisk
+            values = {"callerid": _callerid(st["callerid"]), "sound": _sound(st["sound"]),
+                      "ivr_prompt": _sound(st["ivr_prompt"]),
+                      # the [dialer] connect_to is in the dialplan itself (it may use ${VARIABLES});
+                      # only a campaign's own target travels in the call file, without variables
+                      "connect_to": "" if st["connect_to"] == self.cfg["dialer"]["connect_to"]
+                      else _dial_target(st["connect_to"]) if "$" not in st["connect_to"] else "-",
+                      "optout": st["optout_digit"] if re.fullmatch(r"[0-9]?", st["optout_digit"]) else "-",
+                      "wait_time": int(st["wait_time"])}
+        except Exception as e:
+            raise CallFileError(f"campaign settings do not render: {e}") from None
+        if "-" in (values["connect_to"], values["optout"]):
+            raise CallFileError("campaign settings do not render: connect_to or optout_digit")
         tpl = self.ivr if digit else self.plain
-        text = tpl.render(number=number, digit=digit, run_id=int(run_id), **self.common)
+        text = tpl.render(number=number, digit=digit, run_id=int(run_id), max_retries=0,
+                          retry_time=self.cfg["dialer"]["retry_time"], **values)
         verify(text)
         return text
 
@@ -109,8 +130,9 @@ class Spool:
         """Asterisk has (or had) this call file: still in outgoing, or archived in outgoing_done."""
         return (self.outgoing / name).exists() or (self.done / name).exists()
 
-    def waiting(self, run_id: int):
-        prefix = f"asterisk-kit-{run_id}-"
+    def waiting(self, run_id: Optional[int] = None):
+        """The call files of RUN_ID (None: of every run) Asterisk still holds in outgoing/."""
+        prefix = "asterisk-kit-" if run_id is None else f"asterisk-kit-{run_id}-"
         try:
             return [p for p in self.outgoing.iterdir() if p.name.startswith(prefix) and p.name.endswith(".call")]
         except FileNotFoundError:

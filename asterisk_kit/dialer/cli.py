@@ -10,12 +10,15 @@ def register(sub) -> None:
     p = sub.add_parser("dialer", help="autodialer (avtoobzvon)")
     ds = p.add_subparsers(dest="dialer_command", metavar="ACTION")
     ds.required = True
-    a = ds.add_parser("tick", help="cron, every minute: start today's scheduled run when due; resume an interrupted run")
+    a = ds.add_parser("tick", help="cron, every minute: start the scheduled runs that are due; resume interrupted runs")
     a.set_defaults(func=cmd_tick)
     a = ds.add_parser("run", help="start a run over the whole list now, in the foreground")
     a.add_argument("--now", action="store_true", required=True, help="start immediately (required, to be explicit)")
+    a.add_argument("--campaign", type=int, default=1, metavar="ID", help="the campaign (default 1)")
     a.set_defaults(func=cmd_run)
     a = ds.add_parser("stop", help="stop the active run: nothing more is dialled, waiting call files are taken back")
+    a.add_argument("--campaign", type=int, default=None, metavar="ID", help="the campaign (default: the first "
+                                                                          "active run)")
     a.set_defaults(func=cmd_stop)
     a = ds.add_parser("status", help="the list, the schedule and the active run")
     a.set_defaults(func=cmd_status)
@@ -38,15 +41,35 @@ def _conn(ctx):
 
 
 def _execute(ctx, run_id: int, log) -> int:
+    """Work on every active run (those of other campaigns too) until all have ended; RUN_ID's exit code."""
     from .runner import Runner
     progress = (lambda s: print(s, file=sys.stderr)) if sys.stderr.isatty() else None
     status = Runner(ctx.cfg, _conn(ctx), log, progress=progress).execute(run_id)
     return 0 if status in ("done", "stopped") else 1
 
 
+def start_due(cfg, conn, log) -> None:
+    """Create today's scheduled run of every campaign whose window has come (not paused or archived)."""
+    from . import campaigns, schedule, store
+    at = schedule.now(cfg)
+    for c in store.campaigns(conn):
+        if c["state"] != "active" or store.active_run(conn, c["id"]):
+            continue
+        day = schedule.due(cfg, conn, at, c["id"])
+        if day is None:
+            continue
+        try:
+            run_id = store.create_run(conn, "schedule", day, campaign_id=c["id"],
+                                      settings=campaigns.resolve(cfg, json.loads(c["settings"])))
+        except store.RunExists as e:
+            log.info("tick: scheduled run of campaign %d not started: %s", c["id"], e)
+            continue
+        log.info("tick: scheduled run %d of campaign %d (%s) created", run_id, c["id"], day)
+
+
 def cmd_tick(ctx) -> int:
     from ..lock import LockBusy
-    from . import schedule, store
+    from . import store
     log = ctx.logger("dialer")
     try:
         lock = ctx.lock("dialer")
@@ -55,29 +78,26 @@ def cmd_tick(ctx) -> int:
         return 0
     with lock:
         conn = _conn(ctx)
+        start_due(ctx.cfg, conn, log)
         active = store.active_run(conn)
         if active is None:
-            day = schedule.due(ctx.cfg, conn, schedule.now(ctx.cfg))
-            if day is None:
-                return 0
-            try:
-                run_id = store.create_run(conn, "schedule", day)
-            except store.RunExists as e:
-                log.info("tick: scheduled run not started: %s", e)
-                return 0
-            log.info("tick: scheduled run %d of %s created", run_id, day)
-        else:
-            run_id = active["id"]
-        return _execute(ctx, run_id, log)
+            return 0
+        return _execute(ctx, active["id"], log)
 
 
 def cmd_run(ctx) -> int:
-    from . import schedule, store
+    from . import campaigns, schedule, store
     log = ctx.logger("dialer")
     with ctx.lock("dialer"):
         conn = _conn(ctx)
+        camp = store.campaign(conn, ctx.args.campaign)
+        if camp is None or camp["state"] == "archived":
+            print(f"asterisk-kit: no campaign {ctx.args.campaign} to run", file=sys.stderr)
+            return 1
         try:
-            run_id = store.create_run(conn, "manual", schedule.now(ctx.cfg).date().isoformat(), by_user="cli")
+            run_id = store.create_run(conn, "manual", schedule.now(ctx.cfg).date().isoformat(), by_user="cli",
+                                      campaign_id=camp["id"],
+                                      settings=campaigns.resolve(ctx.cfg, json.loads(camp["settings"])))
         except store.RunExists as e:
             print(f"asterisk-kit: {e}; stop it first (`asterisk-kit dialer stop`)", file=sys.stderr)
             return 1
@@ -90,7 +110,7 @@ def cmd_stop(ctx) -> int:
     from . import store
     log = ctx.logger("dialer")
     conn = _conn(ctx)
-    run_id = store.request_stop(conn)
+    run_id = store.request_stop(conn, campaign_id=ctx.args.campaign)
     if run_id is None:
         print("no active run")
         return 0
@@ -101,7 +121,8 @@ def cmd_stop(ctx) -> int:
         print(f"run {run_id}: stop requested; the running process withdraws what is left")
         return 0
     with lock:          # no process works on it: withdraw here
-        if store.run(conn, run_id)["status"] in store.ACTIVE:
+        r = store.run(conn, run_id)
+        if r is not None and r["status"] in store.ACTIVE:
             _execute(ctx, run_id, log)
     print(f"run {run_id} stopped")
     return 0
@@ -110,18 +131,22 @@ def cmd_stop(ctx) -> int:
 def cmd_status(ctx) -> int:
     from . import schedule, store
     conn = _conn(ctx)
-    phones = store.phones(conn)
-    sched = store.schedule(conn)
-    print(f"numbers: {len(phones)} ({sum(1 for p in phones if p['digit'])} with an IVR digit)")
-    print(f"schedule ({schedule.tz_name(ctx.cfg)}): " +
-          ", ".join(f"{d} {sched[i] or 'off'}" for i, d in enumerate(schedule.WEEKDAYS)))
-    r = store.active_run(conn)
-    if r is None:
-        print("no active run")
-    else:
-        counts = dict(conn.execute("SELECT state, count(*) FROM dialer_calls WHERE run_id = ? GROUP BY state",
-                                   (r["id"],)).fetchall())
-        print(f"run {r['id']} ({r['trigger']}) {r['status']}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    for c in store.campaigns(conn):
+        phones = store.phones(conn, c["id"])
+        wins = store.windows(conn, c["id"])
+        print(f"campaign {c['id']} {c['name']!r} ({c['state']})")
+        print(f"  numbers: {len(phones)} ({sum(1 for p in phones if p['digit'])} with an IVR digit)")
+        print(f"  schedule ({schedule.tz_name(ctx.cfg)}): " +
+              ", ".join(f"{d} {(w[0] + '-' + (w[1] or '24:00')) if w else 'off'}"
+                        for d, w in zip(schedule.WEEKDAYS, wins.values(), strict=True)))
+        r = store.active_run(conn, c["id"])
+        if r is None:
+            print("  no active run")
+        else:
+            counts = dict(conn.execute("SELECT state, count(*) FROM dialer_calls WHERE run_id = ? GROUP BY state",
+                                       (r["id"],)).fetchall())
+            print(f"  run {r['id']} ({r['trigger']}) {r['status']}: "
+                  + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     return 0
 
 

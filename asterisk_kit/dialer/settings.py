@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from typing import Dict
 
-from ..configtypes import Invalid, Key, Section, int_range, nonempty, regex, text, yes_no
+from ..configtypes import Invalid, Key, Section, int_range, regex, text, yes_no
 
 
 def _callerid(v: str) -> str:
@@ -13,6 +13,20 @@ def _callerid(v: str) -> str:
     if s and not re.fullmatch(r'(?:"[A-Za-z0-9 ._\-А-Яа-яЁё]{0,40}" ?)?<[0-9]{1,20}>|[0-9]{1,20}', s):
         raise Invalid('a caller id "Name" <digits> or digits (name: letters, digits, space . _ -)')
     return s
+
+
+def _callerids(v: str) -> str:
+    for part in (p.strip() for p in v.split(",")):
+        if part:
+            _callerid(part)
+    return v.strip()
+
+
+def callerid_list(d) -> list:
+    """The caller IDs a campaign may use: [dialer] callerid first, then callerids."""
+    out = [d["callerid"]] if d["callerid"] else []
+    out += [p.strip() for p in d["callerids"].split(",") if p.strip() and p.strip() not in out]
+    return out
 
 
 # ---- values that land in the dialplan as an application argument -------------------------------
@@ -61,15 +75,22 @@ SECTIONS: Dict[str, Section] = {
         "ivr_wait_seconds": Key(int_range(1, 60), "7", "Seconds to wait for the digit."),
         "connect_to": Key(_dial_target, "", "Dial string the callee is connected to when the pressed digit matches "
                                     "(e.g. Local/100@from-internal); empty: just hang up."),
-        "callerid": Key(_callerid, "", "CallerID of the calls, e.g. \"Office\" <84951234567> (empty: the trunk's default).",
+        "callerid": Key(_callerid, "", "CallerID of the calls, e.g. \"Office\" <84951234567> (empty: the trunk's "
+                        "default).",
                         example='"Office" <84951234567>'),
-        "max_retries": Key(int_range(0, 10), "0", "Call file MaxRetries: extra attempts when the callee does not answer."),
-        "retry_time": Key(int_range(10, 86400), "300", "Call file RetryTime: seconds between attempts."),
-        "wait_time": Key(int_range(5, 300), "45", "Call file WaitTime: seconds Asterisk waits for the call to be answered."),
+        "callerids": Key(_callerids, "", "Caller IDs a campaign may choose from, separated by commas, e.g. "
+                         "\"Office\" <84951234567>, \"Sales\" <84957654321> (empty: only `callerid`).",
+                         example='"Office" <84951234567>, "Sales" <84957654321>'),
+        "max_retries": Key(int_range(0, 10), "0", "Default for new campaigns: extra attempts after busy, no answer "
+                                                  "or failed (the kit re-spools them; call files say MaxRetries: 0)."),
+        "retry_time": Key(int_range(10, 86400), "300", "Default for new campaigns: seconds between attempts."),
+        "wait_time": Key(int_range(5, 300), "45", "Call file WaitTime: seconds Asterisk waits for the call to be "
+                                                 "answered."),
         "bundle": Key(int_range(1, 1000), "10", "Call files handed to Asterisk per batch."),
         "timeout": Key(int_range(0, 3600), "30", "Seconds of pause between batches."),
-        "max_in_progress": Key(int_range(1, 1000), "20", "Never more calls of the autodialer in progress than this "
-                                                        "(counted in Asterisk before each batch)."),
+        "max_in_progress": Key(int_range(1, 1000), "20", "Never more calls of the autodialer in progress than this, "
+                                                        "all campaigns together (counted in Asterisk before each "
+                                                        "batch); a campaign may set a lower cap of its own."),
         "grace_minutes": Key(int_range(0, 1440), "30", "A scheduled run missed by more than this (PBX or cron down) "
                                                        "is not started late."),
         "number_pattern": Key(regex, "8[0-9]{10}", "Accepted numbers after normalisation (digits only, whole "

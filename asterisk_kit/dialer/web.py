@@ -1,6 +1,7 @@
 """The autodialer's page `/dialer`: phones, schedule, runs (behind the login)."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -8,7 +9,7 @@ import sys
 import bottle
 
 from .. import storage
-from . import migrate, schedule, store
+from . import campaigns, migrate, schedule, store
 from .importing import ImportProblem, read_list
 from .numbers import BadNumber, Entry, NumberRules, comment, digit
 
@@ -234,7 +235,7 @@ def register(web) -> None:
         try:
             store.replace_phone(conn(), number, e)
         except KeyError:
-            raise bottle.HTTPError(404)
+            raise bottle.HTTPError(404) from None
         web.log.info("dialer: %s changed %s -> %s", web.user(), number, e.number)
         back("dialer.saved")
 
@@ -308,7 +309,9 @@ def register(web) -> None:
         if not store.phones(c):
             return page(notice=web.t("dialer.no_phones"))
         try:
-            run_id = store.create_run(c, "manual", schedule.now(web.cfg).date().isoformat(), by_user=web.user())
+            camp = store.campaign(c, 1)
+            run_id = store.create_run(c, "manual", schedule.now(web.cfg).date().isoformat(), by_user=web.user(),
+                                      settings=campaigns.resolve(web.cfg, json.loads(camp["settings"])))
         except store.RunExists:
             return page(notice=web.t("dialer.busy", id=store.active_run(c)["id"]))
         web.log.info("dialer: %s started run %d", web.user(), run_id)
