@@ -246,8 +246,8 @@ def parse_sources(sources: Sequence[Tuple[Optional[Path], str]], path: Optional[
         sch = _schema_for(name)
         kind, sep, inst = name.partition(":")
         if sch is None and sep and kind in sch_all and sch_all[kind].multi:
-            problems.append(f"{section_file[name]}: [{name}]: section name {inst!r} not allowed: expected letters, digits, "
-                            f"'_' or '-', starting with a letter or digit")
+            problems.append(f"{section_file[name]}: [{name}]: section name {inst!r} not allowed: "
+                            "expected letters, digits, '_' or '-', starting with a letter or digit")
             continue
         if sch is None:
             known = ", ".join(f"[{k}:NAME]" if s.multi else f"[{k}]" for k, s in sch_all.items())

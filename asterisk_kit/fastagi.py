@@ -212,8 +212,8 @@ def configured_address(cfg) -> str:
 def register(sub) -> None:
     p = sub.add_parser("fastagi", help="serve the kit's AGI handlers over FastAGI (agi://HOST:PORT/HANDLER)")
     p.add_argument("--listen", metavar="HOST:PORT",
-                   help="a loopback address; default: the address a configured capability's dialplan uses (e.g. [nimbox] fastagi), else 127.0.0.1:4573 "
-                        "(Asterisk's FastAGI port)")
+                   help="a loopback address; default: the address a configured capability's dialplan uses "
+                        "(e.g. [nimbox] fastagi), else 127.0.0.1:4573 (Asterisk's FastAGI port)")
     p.add_argument("--concurrency", metavar="N", type=int, default=CONCURRENCY,
                    help=f"requests handled at once, the others wait (default {CONCURRENCY})")
     p.set_defaults(func=run)

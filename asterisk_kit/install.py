@@ -160,7 +160,7 @@ class Plan:
 
     def include(self, target: Path, line: str) -> None:
         text = target.read_text(encoding="utf-8", errors="replace")
-        if any(l.strip() == line for l in text.splitlines()):
+        if any(have.strip() == line for have in text.splitlines()):
             return
         new = text + ("" if text.endswith("\n") or not text else "\n") + line + "\n"
         self._do(f"add '{line}' to {target}", lambda: atomic_write(target, new, target.stat().st_mode & 0o7777))

@@ -1,8 +1,9 @@
 """Runs of the scheduled jobs, recorded in the store for `asterisk-kit status`, /status and alerts.
 
-The CLI records every command in recorded() (the capabilities' cron jobs): a row when it starts (status `running`) and its
-end (ok / failed / locked). A run killed before its end stays `running` with its pid; readers see
-that the pid is gone and call it `killed`. Error text is one line without the config's secrets.
+The CLI records every command in recorded() (the capabilities' cron jobs): a row when it starts
+(status `running`) and its end (ok / failed / locked). A run killed before its end stays `running`
+with its pid; readers see that the pid is gone and call it `killed`. Error text is one line without
+the config's secrets.
 """
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ import time
 from typing import Dict, List, Optional
 
 from . import storage
-
 
 
 def recorded() -> Dict[str, str]:

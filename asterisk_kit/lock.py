@@ -8,6 +8,7 @@ from __future__ import annotations
 import fcntl
 import os
 from pathlib import Path
+from typing import Optional
 
 EXIT_LOCKED = 75  # EX_TEMPFAIL: "try again later", what cron wrappers expect
 
@@ -19,7 +20,7 @@ class LockBusy(Exception):
 class JobLock:
     def __init__(self, data_dir: Path, name: str):
         self.path = Path(data_dir) / "locks" / f"{name}.lock"
-        self._fd = None
+        self._fd: Optional[int] = None
 
     def acquire(self) -> "JobLock":
         if self._fd is not None:        # already ours (ctx.lock() acquired, then used in `with`)

@@ -37,7 +37,8 @@ def _web_validate(v: Dict[str, Any]) -> List[Tuple[str, str]]:
 SECTIONS: Dict[str, Section] = {
     "general": Section("Where the kit keeps its own data (SQLite store, state, locks).", {
         "data_dir": Key(path, "/var/lib/asterisk-kit", "Folder for the kit's SQLite store, job state and locks."),
-        "timezone": Key(timezone, "local", "Time zone of the PBX for schedules and reports: local or a name such as Europe/Moscow."),
+        "timezone": Key(timezone, "local",
+                        "Time zone of the PBX for schedules and reports: local or a name such as Europe/Moscow."),
     }),
     "log": Section("Logging: one file per job and day, e.g. dialer-2026-11-22.log.", {
         "dir": Key(path, "/var/log/asterisk-kit", "Folder for the daily log files."),
@@ -50,11 +51,13 @@ SECTIONS: Dict[str, Section] = {
         "ami_host": Key(nonempty, "127.0.0.1", "AMI host."),
         "ami_port": Key(int_range(1, 65535), "5038", "AMI TCP port."),
         "ami_user": Key(nonempty, None, "AMI user (manager.conf / manager_custom.conf).", example="asterisk-kit"),
-        "ami_secret": Key(nonempty, None, "AMI secret. Better from ASTERISK_KIT_ASTERISK_AMI_SECRET.", secret=True, example="change-me"),
+        "ami_secret": Key(nonempty, None, "AMI secret. Better from ASTERISK_KIT_ASTERISK_AMI_SECRET.", secret=True,
+                          example="change-me"),
         "ami_timeout": Key(float_range(0.1), "5", "Seconds to wait for AMI to answer."),
         "spool_dir": Key(path, "/var/spool/asterisk", "Asterisk spool (astspooldir); call files go to its outgoing/."),
         "etc_dir": Key(path, "/etc/asterisk", "Asterisk config folder (astetcdir) where `install` puts the dialplan."),
-        "run_user": Key(text, "asterisk", "System user Asterisk runs as; files the kit hands to Asterisk are given to it when run as root."),
+        "run_user": Key(text, "asterisk", "System user Asterisk runs as; files the kit hands to Asterisk are given "
+                                          "to it when run as root."),
     }, required=True),
     "mysql": Section("FreePBX MySQL/MariaDB (CDR and user names). Leave the section out when there is none.", {
         "host": Key(nonempty, "localhost", "Host; ignored when socket is set."),

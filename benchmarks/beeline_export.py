@@ -11,7 +11,8 @@ then per record: download the mp3 into memory, upload it and the JSON under thei
 checks, no state), records/s printed next to the kit's, and the ratio kit / bare (medians of --repeat alternated runs:
 the kit's figure includes its process start, the loop's does not).
 
-    .venv/bin/python benchmarks/beeline_export.py [--records 200] [--sizes 1000000,5000000] [--dest ftp,sftp] [--repeat 3]
+    .venv/bin/python benchmarks/beeline_export.py [--records 200] [--sizes 1000000,5000000] \
+        [--dest ftp,sftp] [--repeat 3]
 """
 from __future__ import annotations
 
@@ -158,7 +159,8 @@ def main() -> None:
                     ini = run / "kit.ini"
                     ini.write_text(f"[general]\ndata_dir = {run}/data\n[log]\ndir = {run}/log\n"
                                    f"[asterisk]\nami_user = x\nami_secret = y\nrun_user =\n"
-                                   f"[beeline:bench]\ntoken = tok-0001\napi_url = {api_url}\ndestination = {url}\n{extra}")
+                                   f"[beeline:bench]\ntoken = tok-0001\napi_url = {api_url}\n"
+                                   f"destination = {url}\n{extra}")
                     seconds, peak, line = run_sync_rss(ini)
                     files = list(out_dir.glob("*.mp3"))
                     assert len(files) == a.records and all(f.stat().st_size == size for f in files), line

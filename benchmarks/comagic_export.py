@@ -15,9 +15,9 @@ least as fast as only fetching). Medians of --repeat alternated runs.
 from __future__ import annotations
 
 import argparse
-import os
 import datetime as dt
 import json
+import os
 import signal
 import statistics
 import subprocess

@@ -30,7 +30,8 @@ from testbed.nimbox import nimbox_config  # noqa: E402
 
 KIT = Path(sys.executable).parent / "asterisk-kit"
 
-FILL = """INSERT INTO cdr (calldate, src, dst, duration, billsec, disposition, recordingfile, linkedid, uniqueid, sequence)
+FILL = """INSERT INTO cdr (calldate, src, dst, duration, billsec, disposition, recordingfile, linkedid, uniqueid,
+                 sequence)
 SELECT %s + INTERVAL seq * %s SECOND, CONCAT('1', LPAD(seq DIV 2 MOD 50, 2, '0')),
        IF(seq MOD 20 < 2, CONCAT('1', LPAD(seq MOD 100, 2, '0')), CONCAT('8495', LPAD(seq DIV 2, 7, '0'))),
        30 + seq MOD 200, 20 + seq MOD 150, 'ANSWERED',
@@ -54,7 +55,7 @@ def run_sync(cfg: Path, *args: str):
     r = subprocess.run(["/usr/bin/time", "-f", "maxrss_kb=%M", str(KIT), "--config", str(cfg), "nimbox", "sync", *args],
                        capture_output=True, text=True)
     wall = time.perf_counter() - t
-    rss = [l for l in r.stderr.splitlines() if l.startswith("maxrss_kb=")]
+    rss = [ln for ln in r.stderr.splitlines() if ln.startswith("maxrss_kb=")]
     if r.returncode != 0:
         print(r.stdout, r.stderr)
     return wall, int(rss[-1].split("=")[1]) if rss else before, r.stdout.strip()

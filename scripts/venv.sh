@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Creates .venv (once) and installs the kit into it, editable, with the analytics and test extras.
+# Creates .venv (once) and installs the kit into it, editable, with the analytics, test and lint extras.
 # Reinstalls only when setup.cfg or pyproject.toml changed since the last install (a stamp in .venv),
 # so the demo and the test script start in a moment; pip's chatter goes to .venv/install.log and is
 # shown only when the install fails.
@@ -16,7 +16,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 echo "installing the kit into .venv (log: .venv/install.log)" >&2
 if ! { .venv/bin/python -m pip install -q --upgrade pip setuptools wheel \
-       && .venv/bin/python -m pip install -q -e '.[analytics,test]'; } >.venv/install.log 2>&1; then
+       && .venv/bin/python -m pip install -q -e '.[analytics,test,lint]'; } >.venv/install.log 2>&1; then
   cat .venv/install.log >&2
   exit 1
 fi

@@ -97,7 +97,7 @@ class Asterisk:
         for d in (self.etc_dir, self.spool_dir / "outgoing", self.spool_dir / "tmp", self.log_dir,
                   self.run_dir, self.lib_dir, self.agi_dir):
             d.mkdir(parents=True, exist_ok=True)
-        w, r = self.workdir, self.root
+        r = self.root
         self.write_etc("asterisk.conf", f"""[directories]
 astetcdir => {self.etc_dir}
 astmoddir => {r}/usr/lib/x86_64-linux-gnu/asterisk/modules

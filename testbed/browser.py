@@ -49,7 +49,8 @@ def wait_for(cond, timeout: float = 10.0, interval: float = 0.1, what: str = "co
         except Exception as e:  # noqa: BLE001 - the page may be mid-update
             last_exc = e
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}" + (f" (last error: {last_exc})" if last_exc else ""))
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}"
+                         + (f" (last error: {last_exc})" if last_exc else ""))
 
 
 def login(drv, base_url: str, user: str, password: str) -> None:

@@ -111,8 +111,8 @@ class MariaDB:
             install = shutil.which("mariadb-install-db") or shutil.which("mysql_install_db")
             if not install:
                 raise RuntimeError("mariadb-install-db not found: run scripts/install-system-deps.sh")
-            subprocess.run([install, "--no-defaults", f"--datadir={self.datadir}", "--auth-root-authentication-method=normal",
-                            "--skip-test-db", *self._user_args()],
+            subprocess.run([install, "--no-defaults", f"--datadir={self.datadir}",
+                            "--auth-root-authentication-method=normal", "--skip-test-db", *self._user_args()],
                            check=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=180)
         binary = shutil.which("mariadbd", path="/usr/sbin:/usr/bin:" + os.environ.get("PATH", "")) \
             or shutil.which("mysqld", path="/usr/sbin:/usr/bin")
@@ -131,9 +131,10 @@ class MariaDB:
             try:
                 self.root().close()
                 break
-            except Exception:
+            except Exception as e:
                 if time.time() > deadline:
-                    raise RuntimeError(f"mariadbd not ready after {timeout}s:\n{self.log.read_text()[-3000:]}")
+                    raise RuntimeError(f"mariadbd not ready after {timeout}s:\n"
+                                       f"{self.log.read_text()[-3000:]}") from e
                 time.sleep(0.2)
         return self
 

@@ -117,7 +117,7 @@ def read_cdr_csv(path: Path):
     if not path.exists():
         return []
     with open(path, newline="") as f:
-        return [dict(zip(CDR_COLUMNS, row)) for row in csv.reader(f)]
+        return [dict(zip(CDR_COLUMNS, row, strict=True)) for row in csv.reader(f)]
 
 
 def hangup_burst(a: Asterisk, fake, cfg: Path, n: int, first_caller: int, settle: float = 3.0,

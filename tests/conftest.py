@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from testbed.asterisk import Asterisk
+from testbed.browser import browser  # noqa: F401 - the headless Chromium fixture, for every test module
 
 
 @pytest.fixture(scope="session")

@@ -14,8 +14,17 @@ from typing import Callable, Iterator, List, Tuple
 
 import pytest
 
-from asterisk_kit.amiproto import (AmiActionError, AmiAuthError, AmiError, AmiProtocol, AmiProtocolError, Decoder,
-                                   Pending, encode_action, parse_message)
+from asterisk_kit.amiproto import (
+    AmiActionError,
+    AmiAuthError,
+    AmiError,
+    AmiProtocol,
+    AmiProtocolError,
+    Decoder,
+    Pending,
+    encode_action,
+    parse_message,
+)
 
 DATA = Path(__file__).parent / "data" / "ami"
 

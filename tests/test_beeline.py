@@ -485,7 +485,7 @@ def test_sigkill_mid_run_then_reruns_deliver_every_record_exactly_once(tmp_path,
         sec = sftp_section("acme", f, sshd, out, tmp_path)
     cfgp = write_cfg(tmp_path, sec)
     kills = 0
-    for round_ in range(6):
+    for _ in range(6):
         p = subprocess.Popen([str(BIN), "--config", str(cfgp), "beeline", "sync"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         # Kill while a partial (temp) file sits on the server: the worst moment for an upload.
@@ -580,6 +580,21 @@ def test_temp_folder_is_proved_inside_its_parent(tmp_path):
             sync.temp_dir(Cfg, bad)
 
 
+def test_temp_folder_moved_elsewhere_by_a_symlink_fails_the_run_with_its_reason(tmp_path, fake):
+    # The check ran before the run's error handling, so the CLI met a SyncError without a summary.
+    f = fake(records=1)
+    cfgp = write_cfg(tmp_path, section("acme", f, "ftp://u@127.0.0.1:1/in", password="p"))
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "keep.mp3").write_bytes(b"not ours")
+    (tmp_path / "data" / "beeline-tmp").mkdir(parents=True)
+    (tmp_path / "data" / "beeline-tmp" / "acme").symlink_to(tmp_path / "elsewhere")
+    r = kit(cfgp, "beeline", "sync")
+    assert r.returncode == 1, r.stderr
+    assert "beeline sync acme: 0 record(s) exported" in r.stderr and "FAILED: [beeline:acme]: temp folder" in r.stderr \
+        and "is not inside" in r.stderr, r.stderr
+    assert (tmp_path / "elsewhere" / "keep.mp3").read_bytes() == b"not ours", "nothing pruned outside the temp folder"
+
+
 def test_config_errors_name_the_section_and_key(tmp_path, fake):
     f = fake(records=1)
     bad = write_cfg(tmp_path, section("acme", f, "http://x@host/dir"),
@@ -594,7 +609,8 @@ def test_doctor_and_cron_line(tmp_path, fake, ftp, sshd):
     from asterisk_kit.install import cron_jobs
     f = fake(records=1)
     (tmp_path / "empty_kh").write_text("")
-    cfgp = write_cfg(tmp_path, ftp_section("acme", f, ftp), section("bad", f, ftp.url(), password="wrong", token="nope"),
+    cfgp = write_cfg(tmp_path, ftp_section("acme", f, ftp),
+                     section("bad", f, ftp.url(), password="wrong", token="nope"),
                      sftp_section("sf", f, sshd, tmp_path / "sf-out", tmp_path),
                      sftp_section("sfx", f, sshd, tmp_path / "sfx-out", tmp_path, known_hosts=tmp_path / "empty_kh"))
     jobs = cron_jobs(load(cfgp))

@@ -19,7 +19,8 @@ from asterisk_kit.comagic import api, export, transform
 from asterisk_kit.lock import JobLock
 from testbed.fakes.bigquery import FakeBigQuery
 from testbed.fakes.comagic import FakeComagic
-from testbed.kitcli import BIN as BIN_KIT, kit
+from testbed.kitcli import BIN as BIN_KIT
+from testbed.kitcli import kit
 
 pytestmark = [pytest.mark.timeout(120),
               pytest.mark.filterwarnings("ignore:.*(pandas-gbq|pandas_gbq).*")]
@@ -467,7 +468,8 @@ def test_bigquery_export_day_partitions_replace_and_rerun_stable(tmp_path, fakes
         assert load["sourceFormat"] == "PARQUET"
         got = {x["name"]: (x["type"], x.get("mode", "NULLABLE")) for x in load["schema"]["fields"]}
         assert {k: got[k] for k in want} == want
-        assert [x["name"] for x in load["schema"]["fields"]] == [x["name"] for x in table["resource"]["schema"]["fields"]]
+        assert [x["name"] for x in load["schema"]["fields"]] == \
+            [x["name"] for x in table["resource"]["schema"]["fields"]]
 
     r = kit(path, "comagic", "export", "--from", "2026-01-10", "--to", "2026-01-12", timeout=300)
     assert r.returncode == 0, r.stderr
@@ -552,7 +554,7 @@ def test_install_puts_the_export_in_cron(tmp_path, fakes):
     (etc / "extensions.conf").write_text("[default]\n")
     kit(path, "install", "--asterisk-etc", str(etc), "--no-initd", "--cron-dir", str(tmp_path / "cron.d"),
         check=True)
-    lines = [l for l in (tmp_path / "cron.d" / "asterisk-kit").read_text().splitlines() if "comagic" in l
-             and not l.startswith("#")]
+    lines = [ln for ln in (tmp_path / "cron.d" / "asterisk-kit").read_text().splitlines() if "comagic" in ln
+             and not ln.startswith("#")]
     assert len(lines) == 1 and lines[0].startswith("40 * * * * root ")
     assert lines[0].split(" root ", 1)[1].startswith(f"{BIN_KIT} --config {path} comagic export"), lines

@@ -4,7 +4,6 @@ import logging
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -131,7 +130,7 @@ def test_storage_migrations_and_state(tmp_path):
     with pytest.raises(ZeroDivisionError):
         with storage.transaction(conn2):
             storage.state_set(conn2, "job", "cursor", "43")
-            1 / 0
+            raise ZeroDivisionError("a failure inside the transaction")
     assert storage.state_get(conn2, "job", "cursor") == "42"  # rolled back
 
 

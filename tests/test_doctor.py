@@ -14,7 +14,7 @@ def cfg_file(tmp_path, asterisk_text):
 
 
 def lines(out):
-    return {l.split(":", 1)[0].split(None, 1)[1]: l for l in out.splitlines() if ":" in l}
+    return {ln.split(":", 1)[0].split(None, 1)[1]: ln for ln in out.splitlines() if ":" in ln}
 
 
 def test_doctor_ok_against_testbed(tmp_path, asterisk):

@@ -99,7 +99,7 @@ def test_rendered_dialplan_loads_in_real_asterisk(tmp_path, asterisk):
         assert f"[ Context '{context}' created by 'pbx_config' ]" in shown
         assert "'play' =>" in shown
     new_log = asterisk.messages()[before:]
-    bad = [l for l in new_log.splitlines() if "WARNING[" in l or "ERROR[" in l]
+    bad = [ln for ln in new_log.splitlines() if "WARNING[" in ln or "ERROR[" in ln]
     assert not bad, bad
 
 

@@ -62,9 +62,11 @@ def test_client_outcomes_against_the_fake(fake):
 def test_classify_both_json_shapes_and_garbage():
     ok = client.classify(200, b'{"error": false, "contactId": 12334, "phonecallId": 3241}')
     assert ok.kind == client.CREATED and ok.phonecall_id == 3241
-    rej = client.classify(200, json.dumps({"error": True, "errors": {"destination": "No existe ningún contacto"}}).encode())
+    rej = client.classify(200, json.dumps({"error": True,
+                                           "errors": {"destination": "No existe ningún contacto"}}).encode())
     assert rej.kind == client.REJECTED and rej.done
-    assert client.classify(200, b'{"error": true, "errors": {"phonecall": "La llamada ya existe"}}').kind == client.EXISTS
+    exists = client.classify(200, b'{"error": true, "errors": {"phonecall": "La llamada ya existe"}}')
+    assert exists.kind == client.EXISTS
     for status, body in ((200, b"<html>maintenance</html>"), (502, b""), (200, b'{"error": true, "errors": {}}'),
                          (200, b"[]"), (401, b"")):
         o = client.classify(status, body)
@@ -115,7 +117,8 @@ def test_hook_and_cdr_build_the_same_call(tmp_path):
     assert from_hook.duration == 7
     assert b.build(b.local_from_epoch(epoch), "101", "984951234567", 7, 5, "", "").destination == "84951234567"
     assert b.build(b.local_from_epoch(epoch), "101", "84951234567", 7, 5, "", "").url == ""
-    assert monitor_date("external-101-84951234567-20250102-101010-1.2.wav", dt.datetime(2026, 1, 1)) == ("2025", "01", "02")
+    assert monitor_date("external-101-84951234567-20250102-101010-1.2.wav", dt.datetime(2026, 1, 1)) == \
+        ("2025", "01", "02")
     assert monitor_date("odd.wav", dt.datetime(2026, 1, 9)) == ("2026", "01", "09")
     assert not b.qualifies("101", "ANSWERED") and b.qualifies("2345678", "BUSY")
 
@@ -128,7 +131,7 @@ def test_config_errors_name_section_and_key(tmp_path):
             _cfg(tmp_path, **{key: value})
         assert f"[nimbox] {key}" in str(e.value), str(e.value)
     with pytest.raises(ConfigError) as e:
-        parse_text(f"[asterisk]\nami_user = x\nami_secret = x\n[nimbox]\nurl = http://x\n", tmp_path / "k.ini")
+        parse_text("[asterisk]\nami_user = x\nami_secret = x\n[nimbox]\nurl = http://x\n", tmp_path / "k.ini")
     assert "[nimbox] token: missing" in str(e.value)
 
 
@@ -358,6 +361,7 @@ def test_replicator_sends_every_qualifying_call_once(tmp_path, cdr, fake):
 def test_replicator_killed_mid_run_loses_nothing_and_doubles_nothing(tmp_path, cdr):
     import signal
     import subprocess
+
     from testbed.kitcli import BIN
     slow = FakeNimbox(latency=0.02).start()
     try:
@@ -418,13 +422,13 @@ def test_hook_and_replicator_agree_on_the_cdr_asterisk_wrote(hooked, asterisk, f
 def test_doctor_checks_nimbox_and_the_hook(hooked, asterisk, fake, tmp_path):
     cfg = hooked()
     r = kit(cfg, "doctor")
-    got = {l.split(":", 1)[0].split(None, 1)[1]: l for l in r.stdout.splitlines() if ":" in l}
+    got = {ln.split(":", 1)[0].split(None, 1)[1]: ln for ln in r.stdout.splitlines() if ":" in ln}
     assert got["nimbox api"].startswith("ok") and "rejected" in got["nimbox api"], r.stdout
     assert got["nimbox dialplan"].startswith("ok"), r.stdout
     assert not fake.records                                # the probe created nothing
     cfg.write_text(cfg.read_text().replace("token = tok-secret", "token = wrong"))
     r = kit(cfg, "doctor")
-    line = [l for l in r.stdout.splitlines() if "nimbox api" in l][0]
+    line = [ln for ln in r.stdout.splitlines() if "nimbox api" in ln][0]
     assert r.returncode == 1 and line.startswith("FAILED") and "token" in line, r.stdout
     assert "wrong" not in line
 
@@ -433,6 +437,7 @@ def test_status_delete_and_terminal_progress(tmp_path, fake):
     import os
     import pty
     import subprocess
+
     from testbed.kitcli import BIN
     cfg = nimbox_config(tmp_path, None, fake.url)
     from asterisk_kit.nimbox import outbox
@@ -440,7 +445,8 @@ def test_status_delete_and_terminal_progress(tmp_path, fake):
     b = CallBuilder(c)
     conn = outbox.connect(c)
     for day in (20, 21, 22):
-        outbox.add_pending(conn, b.build(dt.datetime(2026, 11, day, 12, 0, 0), "101", "84951234567", 5, 3, "", ""), "hook")
+        call = b.build(dt.datetime(2026, 11, day, 12, 0, 0), "101", "84951234567", 5, 3, "", "")
+        outbox.add_pending(conn, call, "hook")
     r = kit(cfg, "nimbox", "status", check=True)
     assert "outbox (pending): 3;" in r.stdout and "2026-11-21T12:00:00Z 101 -> 84951234567" in r.stdout
     # Progress goes to a terminal only: run the sync with stderr on a pseudo-terminal.
@@ -481,10 +487,12 @@ def test_replicator_stops_early_when_nimbox_is_down(tmp_path, cdr, fake):
 
 def test_hook_refuses_bad_arguments_and_keeps_what_it_cannot_send(tmp_path, fake, caplog):
     import logging
+
     from asterisk_kit.nimbox import hook, outbox
     cfg = load(str(nimbox_config(tmp_path, None, fake.url)))
     log = logging.getLogger("test.nimbox")
-    good = ["1795457465.4", "101", "84951234567", "12", "9", "ANSWERED", "out-84951234567-101-20261123-180000-1.2.wav", "1.2"]
+    good = ["1795457465.4", "101", "84951234567", "12", "9", "ANSWERED", "out-84951234567-101-20261123-180000-1.2.wav",
+            "1.2"]
     bad = [good[:7],                                                        # an argument missing (a comma shifted)
            ["now"] + good[1:],                                             # start is not an epoch
            good[:1] + ["101;Application: System"] + good[2:],              # src is not a number
@@ -517,6 +525,7 @@ def _cpu_seconds(pid: int) -> float:
 def test_fastagi_survives_early_disconnects_and_reports_calls(hooked, asterisk, fake, tmp_path):
     import socket
     import subprocess
+
     from testbed.asterisk import free_port
     from testbed.kitcli import BIN
     port = free_port()
@@ -540,9 +549,9 @@ def test_fastagi_survives_early_disconnects_and_reports_calls(hooked, asterisk, 
         assert rec["source"] == "501" and rec["destination"] == "84957770001"
         assert p.poll() is None
         assert _cpu_seconds(p.pid) - cpu0 < 1.5
-        assert any(l.startswith("ok") and "nimbox fastagi" in l for l in kit(cfg, "doctor").stdout.splitlines())
+        assert any(ln.startswith("ok") and "nimbox fastagi" in ln for ln in kit(cfg, "doctor").stdout.splitlines())
     finally:
         p.terminate()
         p.wait(10)
-    line = [l for l in kit(cfg, "doctor").stdout.splitlines() if "nimbox fastagi" in l][0]
+    line = [ln for ln in kit(cfg, "doctor").stdout.splitlines() if "nimbox fastagi" in ln][0]
     assert line.startswith("FAILED") and "asterisk-kit-fastagi" in line

@@ -202,12 +202,12 @@ def test_skipped_cdr_rows_logged_with_the_call_and_counted_by_reason(tmp_path, m
         assert r.returncode == 0, r.stdout + r.stderr
         assert "skipped 3 (destination not a number: 1, source not a number: 2)" in r.stdout, r.stdout
         log = "".join(p.read_text() for p in (tmp_path / "log").glob("nimbox-*.log"))
-        skipped = [l for l in log.splitlines() if "CDR row skipped" in l]
+        skipped = [ln for ln in log.splitlines() if "CDR row skipped" in ln]
         assert len(skipped) == 3, log
-        assert all(" INFO " in l for l in skipped), skipped
-        assert any("linkedid '1800000000.1'" in l and "source not a number" in l and f"calldate {t}" in l
-                   for l in skipped), skipped
-        assert any("uniqueid '1800000000.3'" in l and "destination not a number" in l for l in skipped), skipped
+        assert all(" INFO " in ln for ln in skipped), skipped
+        assert any("linkedid '1800000000.1'" in ln and "source not a number" in ln and f"calldate {t}" in ln
+                   for ln in skipped), skipped
+        assert any("uniqueid '1800000000.3'" in ln and "destination not a number" in ln for ln in skipped), skipped
         assert len(fake.records) == 1
     finally:
         mariadb.execute("TRUNCATE TABLE cdr", database="asteriskcdrdb")
@@ -253,7 +253,7 @@ def test_mysql_that_never_answers_fails_every_user_in_bounded_time(tmp_path, fak
     assert r.returncode == 1, r.stderr                   # not 75: the lock was released
     t0 = time.monotonic()
     r = kit(cfg, "doctor", timeout=60)
-    line = [l for l in r.stdout.splitlines() if " mysql" in l][0]
+    line = [ln for ln in r.stdout.splitlines() if " mysql" in ln][0]
     assert line.startswith("FAILED") and time.monotonic() - t0 < 30, r.stdout
     # The BLF name source (the daemon's worker thread) gives up too, keeping the config's names.
     import logging

@@ -30,7 +30,7 @@ def old_script_destination(dst: str, area: str) -> str:
 
 def documented_recipe() -> str:
     """The `destination_rules = ...` line of the setup example in docs/nimbox.md, as the user copies it."""
-    lines = [l for l in DOCS.read_text().splitlines() if l.startswith("destination_rules = ")]
+    lines = [ln for ln in DOCS.read_text().splitlines() if ln.startswith("destination_rules = ")]
     assert len(lines) == 1, lines
     return lines[0].split("=", 1)[1].strip()
 

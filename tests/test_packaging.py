@@ -18,7 +18,8 @@ def test_wheel_contains_shipped_files_and_commands(tmp_path):
     for expected in ("asterisk_kit/dialplan/avtoobzvon.conf.j2", "asterisk_kit/templates/cron.d.j2",
                      "asterisk_kit/www/templates/base.html", "asterisk_kit/initd/asterisk-kit-web",
                      "asterisk_kit/manager/asterisk-kit-blf.conf", "asterisk_kit/manager/asterisk-kit-dialer.conf",
-                     "asterisk_kit/manager/asterisk-kit.conf", "asterisk_kit/manager/asterisk-kit-panel.conf", "asterisk_kit/manager/asterisk-kit-panel-actions.conf",
+                     "asterisk_kit/manager/asterisk-kit.conf", "asterisk_kit/manager/asterisk-kit-panel.conf",
+                     "asterisk_kit/manager/asterisk-kit-panel-actions.conf",
                      "asterisk_kit/dialplan/panel.conf.j2", "asterisk_kit/www/templates/users.html",
                      "asterisk_kit/www/static/users.css"):
         assert expected in names, expected

@@ -9,7 +9,7 @@ import pytest
 import requests
 from selenium.webdriver.common.by import By
 
-from testbed.browser import browser, login, wait_for  # noqa: F401 - fixture
+from testbed.browser import login, wait_for
 from testbed.webserver import WebServer
 
 PASSWORD = "correct horse 1"
@@ -68,6 +68,7 @@ def http_login(site, user="olga", password=PASSWORD, sess=None):
 
 def run_user_cmd(cfg, *args, stdin=None):
     import subprocess
+
     from testbed.kitcli import BIN
     return subprocess.run([str(BIN), "--config", str(cfg), "user", *args], input=stdin, text=True,
                           capture_output=True, timeout=60)

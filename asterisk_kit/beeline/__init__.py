@@ -26,7 +26,7 @@ def doctor_checks(cfg) -> Iterator[Tuple[str, bool, str]]:
     """Per customer: the token (one listing call) and the destination (connect, host key, write a
     probe file and remove it)."""
     from . import api
-    from .remote import RemoteError, make_uploader
+    from .remote import RemoteError, SftpUploader, make_uploader
     from .sync import get_cursor, open_store
     for name, c in cfg.instances("beeline").items():
         client = api.BeelineClient(c["api_url"], c["token"], timeout=min(c["request_timeout"], 20), retries=0)
@@ -45,7 +45,7 @@ def doctor_checks(cfg) -> Iterator[Tuple[str, bool, str]]:
         up = make_uploader(dict(c, transfer_timeout=min(c["transfer_timeout"], 20)))
         try:
             detail = up.probe()
-            if up.dest.scheme == "sftp":
+            if isinstance(up, SftpUploader):
                 detail += f"; host key found in {up.known_hosts_path()}"
             yield f"beeline {name} destination", True, detail
         except (RemoteError, OSError) as e:

@@ -27,6 +27,7 @@ MAX_RETRY_AFTER = 120.0    # a Retry-After longer than this is not waited for in
 class BeelineError(Exception):
     """Any failure talking to the API; `kind` says which (auth, record, transient, bad_response)."""
     kind = "error"
+    retry_after: Optional[float] = None     # seconds, from a 429's Retry-After
 
     def __init__(self, message: str, status: Optional[int] = None, code: str = ""):
         self.status, self.code = status, code
@@ -116,7 +117,7 @@ class BeelineClient:
                 if n == self.retries:
                     raise
                 wait = pause
-                if e.status == 429 and getattr(e, "retry_after", None) is not None:
+                if e.status == 429 and e.retry_after is not None:
                     wait = max(wait, e.retry_after)
                 log.warning("%s (attempt %d of %d); retrying in %.1f s", e, n + 1, self.retries + 1, wait)
                 self._sleep(wait)
@@ -197,7 +198,8 @@ class BeelineClient:
                     head = r.raw.read(4096, decode_content=True)
                     try:
                         err = json.loads(head)
-                        msg = f"{err.get('errorCode')}: {err.get('description')}" if isinstance(err, dict) else head[:200]
+                        msg = (f"{err.get('errorCode')}: {err.get('description')}" if isinstance(err, dict)
+                               else head[:200])
                     except ValueError:
                         msg = head[:200].decode(errors="replace")
                     low = str(msg).lower()

@@ -69,8 +69,9 @@ def sync(ctx) -> int:
             log.info("%s", summary.line())
             print(summary.line())
         except job.SyncError as e:
-            log.error("%s", e.summary.line())
-            print(e.summary.line(), file=sys.stderr)
+            line = e.summary.line() if e.summary else f"beeline {name}: {e}"
+            log.error("%s", line)
+            print(line, file=sys.stderr)
             failed += 1
         except TemplateError as e:
             log.error("beeline sync %s: %s", name, e)

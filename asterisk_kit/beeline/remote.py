@@ -18,8 +18,11 @@ import posixpath
 import socket
 import ssl
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import TYPE_CHECKING, Optional, Union
 from urllib.parse import unquote, urlsplit
+
+if TYPE_CHECKING:      # paramiko is imported when SFTP is used, not with the module
+    import paramiko
 
 log = logging.getLogger("asterisk_kit.beeline.remote")
 
@@ -167,6 +170,7 @@ class FtpUploader(Uploader):
         self.close()
         c, d = self.c, self.dest
         timeout = c["transfer_timeout"]
+        ftp: ftplib.FTP
         try:
             if d.scheme == "ftps":
                 ctx = ssl.create_default_context(cafile=c.get("tls_ca_file") or None)
@@ -175,7 +179,7 @@ class FtpUploader(Uploader):
                 ftp = ftplib.FTP(timeout=timeout)
             ftp.connect(d.host, d.port)
             ftp.login(d.user, c["password"])      # FTP_TLS: AUTH TLS before USER
-            if d.scheme == "ftps":
+            if isinstance(ftp, ftplib.FTP_TLS):
                 ftp.prot_p()
             ftp.set_pasv(True)
             ftp.voidcmd("TYPE I")
@@ -205,6 +209,12 @@ class FtpUploader(Uploader):
                 ftp.mkd(path)
         ftp.cwd(directory)
 
+    def _session(self) -> ftplib.FTP:
+        """The open connection (publish() connects first; a failed command closes it)."""
+        if self.ftp is None:
+            raise RemoteError(f"{self.dest}: not connected")
+        return self.ftp
+
     def close(self) -> None:
         if self.ftp is not None:
             try:
@@ -223,7 +233,7 @@ class FtpUploader(Uploader):
 
     def size(self, name: str) -> Optional[int]:
         try:
-            return self.ftp.size(name)
+            return self._session().size(name)
         except ftplib.error_perm:           # 550: no such file
             return None
         except (OSError, EOFError, ftplib.Error) as e:
@@ -233,7 +243,7 @@ class FtpUploader(Uploader):
     def put(self, src: Source, name: str) -> None:
         with (io.BytesIO(src) if isinstance(src, bytes) else open(src, "rb")) as f:
             try:
-                self.ftp.storbinary(f"STOR {name}", f, BLOCK)
+                self._session().storbinary(f"STOR {name}", f, BLOCK)
             except ftplib.error_perm as e:      # 5xx: this file refused, the session is fine
                 raise RefusedError(f"{self.dest}: STOR {name} refused: {e}") from None
             except (OSError, EOFError, ftplib.Error) as e:
@@ -242,7 +252,7 @@ class FtpUploader(Uploader):
 
     def rename(self, src: str, dst: str) -> None:
         try:
-            self.ftp.rename(src, dst)
+            self._session().rename(src, dst)
             return
         except ftplib.error_perm:       # some servers refuse RNTO onto an existing file
             if self.size(dst) is None:
@@ -251,10 +261,10 @@ class FtpUploader(Uploader):
             self.close()
             raise RemoteError(f"{self.dest}: RNFR {src} RNTO {dst}: {type(e).__name__}: {e}") from None
         self.delete(dst)
-        self._call(f"RNFR {src} RNTO {dst}", self.ftp.rename, src, dst)
+        self._call(f"RNFR {src} RNTO {dst}", self._session().rename, src, dst)
 
     def delete(self, name: str) -> None:
-        self._call(f"DELE {name}", self.ftp.delete, name)
+        self._call(f"DELE {name}", self._session().delete, name)
 
 
 # ---- SFTP --------------------------------------------------------------------------------------
@@ -262,8 +272,8 @@ class FtpUploader(Uploader):
 class SftpUploader(Uploader):
     def __init__(self, dest: Destination, c: dict):
         super().__init__(dest, c)
-        self.ssh = None
-        self.sftp = None
+        self.ssh: Optional[paramiko.SSHClient] = None
+        self.sftp: Optional[paramiko.SFTPClient] = None
 
     def known_hosts_path(self) -> str:
         return os.path.expanduser(self.c.get("known_hosts") or "~/.ssh/known_hosts")
@@ -273,7 +283,8 @@ class SftpUploader(Uploader):
         self.close()
         c, d = self.c, self.dest
         kh = self.known_hosts_path()
-        pin = f"pin it with: ssh-keyscan -p {d.port} {d.host} >> {kh} (and compare the fingerprint with the server's owner)"
+        pin = (f"pin it with: ssh-keyscan -p {d.port} {d.host} >> {kh} "
+               "(and compare the fingerprint with the server's owner)")
         if not os.path.isfile(kh):
             raise HostKeyError(f"{d}: known_hosts file {kh} does not exist; {pin}")
         ssh = paramiko.SSHClient()
@@ -289,7 +300,9 @@ class SftpUploader(Uploader):
                         timeout=timeout, banner_timeout=timeout, auth_timeout=timeout,
                         allow_agent=False, look_for_keys=False)
             sftp = ssh.open_sftp()
-            sftp.get_channel().settimeout(timeout)
+            channel = sftp.get_channel()      # always set on a client open_sftp() made
+            if channel is not None:
+                channel.settimeout(timeout)
             if d.directory:
                 self._cd(sftp, d.directory)
         except paramiko.BadHostKeyException as e:
@@ -322,6 +335,12 @@ class SftpUploader(Uploader):
                 sftp.mkdir(path)
         sftp.chdir(directory)
 
+    def _session(self) -> paramiko.SFTPClient:
+        """The open SFTP session (publish() connects first; a failed command closes it)."""
+        if self.sftp is None:
+            raise RemoteError(f"{self.dest}: not connected")
+        return self.sftp
+
     def close(self) -> None:
         for x in (self.sftp, self.ssh):
             if x is not None:
@@ -342,7 +361,7 @@ class SftpUploader(Uploader):
 
     def size(self, name: str) -> Optional[int]:
         try:
-            return self.sftp.stat(name).st_size
+            return self._session().stat(name).st_size
         except FileNotFoundError:
             return None
         except IOError as e:
@@ -355,9 +374,9 @@ class SftpUploader(Uploader):
         # confirm=False: publish() checks the size itself, with one clear message.
         try:
             if isinstance(src, bytes):
-                self.sftp.putfo(io.BytesIO(src), name, len(src), None, False)
+                self._session().putfo(io.BytesIO(src), name, len(src), None, False)
             else:
-                self.sftp.put(src, name, None, False)
+                self._session().put(src, name, None, False)
         except PermissionError as e:
             raise RefusedError(f"{self.dest}: upload {name} refused: {e}") from None
         except Exception as e:
@@ -375,7 +394,7 @@ class SftpUploader(Uploader):
         # so it is the fallback for servers without the extension.
         import paramiko
         try:
-            self.sftp.posix_rename(src, dst)
+            self._session().posix_rename(src, dst)
             return
         except (OSError, EOFError, paramiko.SSHException) as e:
             first = e
@@ -385,10 +404,10 @@ class SftpUploader(Uploader):
             raise RemoteError(f"{self.dest}: rename {src} -> {dst}: {type(first).__name__}: {first}")
         if self.size(dst) is not None:      # plain SFTP rename refuses an existing target
             self.delete(dst)
-        self._call(f"rename {src} -> {dst}", self.sftp.rename, src, dst)
+        self._call(f"rename {src} -> {dst}", self._session().rename, src, dst)
 
     def delete(self, name: str) -> None:
-        self._call(f"remove {name}", self.sftp.remove, name)
+        self._call(f"remove {name}", self._session().remove, name)
 
 
 def make_uploader(c: dict) -> Uploader:

@@ -39,7 +39,9 @@ def call_time(epoch_ms: Any, tz_name: str) -> dt.datetime:
 
 
 def variables(record: Dict[str, Any], tz_name: str) -> Dict[str, Any]:
-    abonent = record.get("abonent") if isinstance(record.get("abonent"), dict) else {}
+    abonent = record.get("abonent")
+    if not isinstance(abonent, dict):
+        abonent = {}
     when = call_time(record["date"], tz_name)
     return {
         "record": record, "id": str(record["id"]),

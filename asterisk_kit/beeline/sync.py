@@ -64,7 +64,8 @@ _MIGRATIONS = [
 
 
 class SyncError(Exception):
-    """The run could not complete (the message says why); exit status 1."""
+    """The run could not complete (the message says why); exit status 1. run() attaches its summary."""
+    summary: Optional[Summary] = None
 
 
 class RecordFailed(Exception):
@@ -191,9 +192,10 @@ def run(cfg, name: str, *, limit: Optional[int] = None, dry_run: bool = False,
     summary = Summary(customer=name, cursor_from=cursor, cursor_to=cursor, dry_run=dry_run)
     own_client = client is None
     client = client or api.BeelineClient.from_section(c, sleep=sleep)
-    tmp = temp_dir(cfg, name)
     job = None
+    tmp: Optional[Path] = None
     try:
+        tmp = temp_dir(cfg, name)
         if dry_run:
             _dry_run(conn, name, client, renderer, cursor, limit, summary, out)
         else:
@@ -204,7 +206,7 @@ def run(cfg, name: str, *, limit: Optional[int] = None, dry_run: bool = False,
         # OSError: the local side (temp folder full or not writable); the message names the file.
         summary.error = f"local: {e}" if isinstance(e, OSError) else str(e)
         err = SyncError(summary.error)
-        err.summary = summary  # type: ignore[attr-defined]
+        err.summary = summary
         raise err from None
     finally:
         summary.seconds = time.monotonic() - started
@@ -213,7 +215,7 @@ def run(cfg, name: str, *, limit: Optional[int] = None, dry_run: bool = False,
         if own_client:
             client.close()
         conn.close()
-        if not dry_run:
+        if tmp is not None and not dry_run:     # None: the folder failed its check; prune nothing
             prune_temp(tmp, max(c["keep_failed"], WORKERS))
     return summary
 

@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Type
 
 import requests
 
@@ -63,14 +63,16 @@ class PagingReachError(ComagicError):
     before total_items)."""
 
 
-_BY_CODE = {-32001: AuthError, -32029: RateLimitError, -32603: TransientError}
+_BY_CODE: Dict[object, Type[ComagicError]] = {-32001: AuthError, -32029: RateLimitError, -32603: TransientError}
 _TOKEN_EXPIRED = {"access_token_invalid", "access_token_expired"}
 
 
 def error_from(obj: Any) -> ComagicError:
     if not isinstance(obj, dict):
         return ComagicError(f"malformed error object {obj!r}")
-    data = obj.get("data") if isinstance(obj.get("data"), dict) else {}
+    data = obj.get("data")
+    if not isinstance(data, dict):
+        data = {}
     code = obj.get("code")
     mnemonic = str(data.get("mnemonic") or "")
     cls = _BY_CODE.get(code, ComagicError)

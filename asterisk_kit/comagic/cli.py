@@ -48,11 +48,14 @@ def export(ctx) -> int:
     lock = ctx.lock("comagic-export")
     try:
         try:
+            # Imported only to fail early, with the hint below.
+            import duckdb  # noqa: F401
+            import pyarrow  # noqa: F401
+
             from . import export as job
             from .api import ComagicError
             from .destinations import DestinationError
             from .transform import TransformError
-            import duckdb, pyarrow  # noqa: F401,E401  (fail early, with the hint)
             if cfg["comagic"]["destination"] == "bigquery":
                 from google.cloud import bigquery  # noqa: F401
         except ImportError as e:

@@ -161,7 +161,8 @@ class BigQueryDestination:
         have = [f.name for f in table.schema]
         if have != [c.name for c in self.columns]:
             raise DestinationError(f"BigQuery table {self.table_id} has columns {have}, the config's fields give "
-                                   f"{[c.name for c in self.columns]}; use another bigquery_table after changing fields")
+                                   f"{[c.name for c in self.columns]}; "
+                                   "use another bigquery_table after changing fields")
         self.db = storage.connect(cfg)
         storage.migrate(self.db, "comagic_bigquery_loads", _BQ_LOAD_MIGRATIONS)
 
@@ -202,7 +203,8 @@ class BigQueryDestination:
         with storage.transaction(self.db):
             self.db.execute("INSERT INTO comagic_bigquery_loads (table_id, day, rows, loaded_at) VALUES (?, ?, ?, ?) "
                             "ON CONFLICT(table_id, day) DO UPDATE SET rows = excluded.rows, "
-                            "loaded_at = excluded.loaded_at", (self.table_id, day.isoformat(), batch.num_rows, time.time()))
+                            "loaded_at = excluded.loaded_at",
+                            (self.table_id, day.isoformat(), batch.num_rows, time.time()))
 
     def close(self) -> None:
         self.db.close()

@@ -58,7 +58,7 @@ def plan_days(c: dict, loaded: set, date_from: Optional[dt.date], date_till: Opt
               today: dt.date) -> List[dt.date]:
     yesterday = today - dt.timedelta(days=1)
     if date_from or date_till:
-        a = date_from or date_till
+        a = date_from or date_till or yesterday     # (one of them is set)
         b = date_till or yesterday
         if a > b:
             raise ExportError(f"--from {a} is after --to {b}")
@@ -184,7 +184,7 @@ class _Prefetch:
 
     DEPTH = 2
 
-    def __init__(self, make):
+    def __init__(self, make) -> None:
         import queue
         import threading
         self._q: "queue.Queue" = queue.Queue(self.DEPTH)

@@ -35,10 +35,14 @@ def _comagic_validate(v: Dict[str, Any]) -> List[Tuple[str, str]]:
 
 
 SECTIONS: Dict[str, Section] = {
-    "comagic": Section("CoMagic Data API call export (`asterisk-kit comagic export`) to BigQuery or a local DuckDB file.", {
-        "api_url": Key(http_url_or_empty, "https://dataapi.comagic.ru/v2.0", "Data API endpoint (JSON-RPC 2.0); dataapi.uiscom.ru for UIS."),
-        "login": Key(text, "", "CoMagic user login for login.user (or leave empty and set access_token).", example="analytics"),
-        "password": Key(text, "", "Password of that login. Better from ASTERISK_KIT_COMAGIC_PASSWORD.", secret=True, example="change-me"),
+    "comagic": Section("CoMagic Data API call export (`asterisk-kit comagic export`) to BigQuery or a local DuckDB "
+                       "file.", {
+        "api_url": Key(http_url_or_empty, "https://dataapi.comagic.ru/v2.0",
+                       "Data API endpoint (JSON-RPC 2.0); dataapi.uiscom.ru for UIS."),
+        "login": Key(text, "", "CoMagic user login for login.user (or leave empty and set access_token).",
+                     example="analytics"),
+        "password": Key(text, "", "Password of that login. Better from ASTERISK_KIT_COMAGIC_PASSWORD.", secret=True,
+                        example="change-me"),
         "access_token": Key(text, "", "Permanent API key made in the account; used instead of login/password. "
                                       "Better from ASTERISK_KIT_COMAGIC_ACCESS_TOKEN.", secret=True),
         "fields": Key(words, "id, visitor_id, person_id, start_time, finish_reason, is_lost, tags, campaign_name, "
@@ -51,15 +55,19 @@ SECTIONS: Dict[str, Section] = {
         "first_date": Key(date_or_empty, "", "Day of the first call (YYYY-MM-DD): the first incremental run starts "
                                               "there. Empty: start with yesterday.", example="2024-01-01"),
         "timezone": Key(timezone, "Europe/Moscow", "Time zone of the account: decides what `yesterday` is."),
-        "destination": Key(choice("local", "bigquery"), "local", "local (DuckDB file, no Google account needed) or bigquery."),
-        "local_path": Key(text, "", "DuckDB file for destination = local (relative: inside data_dir). Empty: DATA_DIR/comagic.duckdb."),
+        "destination": Key(choice("local", "bigquery"), "local",
+                           "local (DuckDB file, no Google account needed) or bigquery."),
+        "local_path": Key(text, "", "DuckDB file for destination = local (relative: inside data_dir). "
+                                    "Empty: DATA_DIR/comagic.duckdb."),
         "bigquery_project": Key(text, "", "Google Cloud project of the table (destination = bigquery)."),
         "bigquery_dataset": Key(text, "", "Dataset of the table (created if missing)."),
         "bigquery_table": Key(text, "calls", "Table name (created day-partitioned on PARTITION_DATE if missing)."),
-        "bigquery_location": Key(text, "", "Location for a dataset created by the kit, e.g. EU (empty: BigQuery's default)."),
+        "bigquery_location": Key(text, "",
+                                 "Location for a dataset created by the kit, e.g. EU (empty: BigQuery's default)."),
         "credentials_file": Key(text, "", "Service account JSON file; empty: application default credentials "
                                           "(anonymous when bigquery_api_endpoint is set: tests and emulators only)."),
-        "bigquery_api_endpoint": Key(http_url_or_empty, "", "Override of the BigQuery API address (tests, emulators); empty: Google's."),
+        "bigquery_api_endpoint": Key(http_url_or_empty, "",
+                                     "Override of the BigQuery API address (tests, emulators); empty: Google's."),
         "chunk_days": Key(int_range(1, 89), "7", "Days per API request range (the API allows at most 3 months)."),
         "page_limit": Key(int_range(1, 10000), "10000", "Rows per page (the API's maximum is 10000)."),
         "max_rows_per_range": Key(int_range(1), "100000", "A range holding more rows than this is split in halves "

@@ -45,6 +45,7 @@ def doctor_checks(cfg):
         with AmiClient.from_config(cfg).connect() as ami:
             ok = "Context 'nimbox-hangup'" in ami.command("dialplan show nimbox-hangup")
         yield "nimbox dialplan", ok, ("contexts nimbox-attach and nimbox-hangup loaded" if ok else
-                                      "context nimbox-hangup not loaded in Asterisk: run `asterisk-kit install --reload`")
+                                      "context nimbox-hangup not loaded in Asterisk: "
+                                      "run `asterisk-kit install --reload`")
     except (AmiError, OSError) as e:
         yield "nimbox dialplan", False, f"cannot ask Asterisk: {e}"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Tuple
 from urllib.parse import quote
 
 # What may reach NiMbox (and our store) from a number or a file name: allow-listed, never trusted.
@@ -114,7 +114,7 @@ def recording_url(template: str, recordingfile: str, linkedid: str, local: dt.da
 class CallBuilder:
     """Turns raw values (hook arguments or a CDR row) into a Call, per the [nimbox] settings."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg) -> None:
         n = cfg["nimbox"]
         self.fmt = n["initiated_format"]
         self.zone = pbx_zone(cfg)

@@ -44,7 +44,7 @@ def calls(conn, since: dt.datetime, until: dt.datetime, min_dst_len: int, dispos
         last_id = None
         for values in cur:   # SSCursor: rows come from the socket one by one
             stats["rows"] += 1
-            row = dict(zip(COLUMNS, values))
+            row = dict(zip(COLUMNS, values, strict=True))
             call_id = row["linkedid"] or row["uniqueid"]
             if call_id and call_id == last_id:
                 continue

@@ -15,11 +15,13 @@ def register(sub) -> None:
     a.add_argument("--full", action="store_true", help="the last [nimbox] full_days instead of incremental_hours")
     a.add_argument("--since", metavar="WHEN", type=_when,
                    help="start of the window instead: YYYY-MM-DD or 'YYYY-MM-DD HH:MM' (PBX local time)")
-    a.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging, also to stderr")
+    a.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                   help="debug logging, also to stderr")
     a.set_defaults(func=cmd_sync)
     a = ns.add_parser("status", help="calls in the outbox and what the kit knows was sent")
     a.set_defaults(func=cmd_status)
-    a = ns.add_parser("delete", help="delete the calls of a range of days in NiMbox (and let the next sync resend them)")
+    a = ns.add_parser("delete",
+                      help="delete the calls of a range of days in NiMbox (and let the next sync resend them)")
     a.add_argument("--from", dest="first", metavar="YYYY-MM-DD", type=dt.date.fromisoformat, required=True,
                    help="first day deleted (inclusive)")
     a.add_argument("--to", dest="last", metavar="YYYY-MM-DD", type=dt.date.fromisoformat, required=True,

@@ -30,7 +30,8 @@ DELETE_PATH = "/direct/items/phonecalls/delete"
 CREATED, EXISTS, REJECTED, TEMPORARY = "created", "exists", "rejected", "temporary"
 
 # Positive phrases only: "No existe ningún contacto" (unknown destination) must not read as a duplicate.
-_DUPLICATE_RE = re.compile(r"\bya existe|already exists?|duplica|repetid|ya (?:fue|ha sido) (?:creada|registrada)", re.I)
+_DUPLICATE_RE = re.compile(r"\bya existe|already exists?|duplica|repetid|ya (?:fue|ha sido) (?:creada|registrada)",
+                           re.I)
 
 
 @dataclass

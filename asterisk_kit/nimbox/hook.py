@@ -30,7 +30,7 @@ def call(agi, cfg, args, log) -> None:
     if len(args) != len(ARGS):
         log.warning("nimbox-call: expected %d arguments (%s), got %d: %r", len(ARGS), ",".join(ARGS), len(args), args)
         return
-    a = dict(zip(ARGS, (x.strip() for x in args)))
+    a = dict(zip(ARGS, (x.strip() for x in args), strict=True))
     builder = CallBuilder(cfg)
     if not builder.qualifies(a["dst"], a["disposition"]):
         log.debug("nimbox-call: not reported (filter): dst %r disposition %r", a["dst"], a["disposition"])

@@ -80,7 +80,8 @@ SECTIONS: Dict[str, Section] = {
                       "NiMbox cannot be reached, and replicated from the CDR table (`asterisk-kit nimbox sync`).", {
         "url": Key(http_url_or_empty, None, "NiMbox address; the kit calls URL/direct/items/phonecalls/create.",
                    example="https://crm.example.com"),
-        "token": Key(nonempty, None, "API token. Better from ASTERISK_KIT_NIMBOX_TOKEN.", secret=True, example="change-me"),
+        "token": Key(nonempty, None, "API token. Better from ASTERISK_KIT_NIMBOX_TOKEN.", secret=True,
+                     example="change-me"),
         "initiated_format": Key(choice("local", "offset", "utc", "local-z"), "local-z",
                                 "How the call start is sent (NiMbox does not document its zone): local-z = PBX local "
                                 "time labelled Z (2026-11-23T18:00:05Z), what the old Perl script sent, so the calls "
@@ -107,7 +108,8 @@ SECTIONS: Dict[str, Section] = {
                             "the call in the outbox (the channel teardown waits for the hook)."),
         "timeout": Key(float_range(0.5), "10", "Seconds per request for `nimbox sync`."),
         "concurrency": Key(int_range(1, 64), "8", "Requests in flight at once during `nimbox sync`."),
-        "incremental_hours": Key(int_range(1, 24 * 31), "3", "`nimbox sync` reads the CDR of the last this many hours."),
+        "incremental_hours": Key(int_range(1, 24 * 31), "3",
+                                 "`nimbox sync` reads the CDR of the last this many hours."),
         "full_days": Key(int_range(1, 3660), "360", "`nimbox sync --full` reads the CDR of the last this many days."),
         "cron_incremental": Key(cron_schedule, "15 * * * *", "cron schedule of the incremental sync (off: none)."),
         "cron_full": Key(cron_schedule, "0 23 * * *", "cron schedule of the full sync (off: none)."),

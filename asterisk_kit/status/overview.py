@@ -6,9 +6,10 @@ Each part is read on its own: a part that cannot be read says why and the others
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from .. import jobruns
+
 
 def age(seconds: Optional[float]) -> str:
     if seconds is None:
@@ -64,7 +65,10 @@ def collect(cfg, now: Optional[float] = None) -> Dict[str, Any]:
     finally:
         conn.close()
     from ..capabilities import configured, resolve
-    parts = {cap.name: (lambda target=cap.status: resolve(target)(cfg, now)) for cap in configured(cfg) if cap.status}
+
+    def reader(target: str) -> Callable[[], Any]:
+        return lambda: resolve(target)(cfg, now)
+    parts = {cap.name: reader(cap.status) for cap in configured(cfg) if cap.status}
     parts["web"] = lambda: web_tls(cfg)
     out["parts"] = list(parts)
     for name, read in parts.items():

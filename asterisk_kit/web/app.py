@@ -214,11 +214,11 @@ def _core_routes(web: WebKit) -> None:
     def parse_form():
         """Parse the body once, here: a malformed one is the client's fault (400), not a 500."""
         try:
-            req.forms, req.files
+            _ = req.forms, req.files   # reading these properties parses the body
         except (bottle.MultipartError, UnicodeError, ValueError) as e:
             web.log.warning("refused %s %s from %s: malformed form body (%s)", req.method, req.path,
                             web.client_ip(), e)
-            raise bottle.HTTPError(400, web.t("error.400"))
+            raise bottle.HTTPError(400, web.t("error.400")) from e
 
     @app.hook("before_request")
     def csrf_guard():

@@ -178,8 +178,8 @@ def authenticate(conn: sqlite3.Connection, name: str, password: str) -> bool:
 #
 # Each attempt is charged BEFORE its password is checked, in one IMMEDIATE transaction with the lock
 # check, so a burst of concurrent attempts cannot all pass the check before any failure is recorded.
-# A right password gives its charge back and forgives that user's typos at that address. A key is locked for `lockout` seconds once its charged
-# attempts reach its limit; charges older than `lockout` are forgotten.
+# A right password gives its charge back and forgives that user's typos at that address. A key is
+# locked for `lockout` seconds once its charged attempts reach its limit; charges older than `lockout` are forgotten.
 
 Limits = Sequence[Tuple[str, int]]
 

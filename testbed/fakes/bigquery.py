@@ -139,7 +139,9 @@ class FakeBigQuery(LocalServer):
             m = re.fullmatch(r"/bigquery/v2/projects/([^/]+)/datasets/([^/]+)", p)
             if m and method == "GET":
                 ds = self.datasets.get(f"{m[1]}.{m[2]}")
-                return (200, ds) if ds else self._error(404, "notFound", f"Not found: Dataset {m[1]}:{m[2]}", "NOT_FOUND")
+                if ds:
+                    return 200, ds
+                return self._error(404, "notFound", f"Not found: Dataset {m[1]}:{m[2]}", "NOT_FOUND")
             m = re.fullmatch(r"/bigquery/v2/projects/([^/]+)/datasets/([^/]+)/tables", p)
             if m and method == "POST":
                 return self._insert_table(m[1], m[2], json.loads(body))
@@ -187,7 +189,8 @@ class FakeBigQuery(LocalServer):
         ref = res["tableReference"]
         key = f"{ref['projectId']}.{ref['datasetId']}.{ref['tableId']}"
         if f"{ref['projectId']}.{ref['datasetId']}" not in self.datasets:
-            return self._error(404, "notFound", f"Not found: Dataset {ref['projectId']}:{ref['datasetId']}", "NOT_FOUND")
+            return self._error(404, "notFound", f"Not found: Dataset {ref['projectId']}:{ref['datasetId']}",
+                               "NOT_FOUND")
         if key in self.tables:
             return self._error(409, "duplicate", f"Already Exists: Table {key}", "ALREADY_EXISTS")
         tp = res.get("timePartitioning")
@@ -195,8 +198,9 @@ class FakeBigQuery(LocalServer):
             fields = {f["name"]: f for f in res.get("schema", {}).get("fields", [])}
             f = fields.get(tp.get("field"))
             if tp.get("field") and (f is None or f["type"] not in ("DATE", "TIMESTAMP", "DATETIME")):
-                return self._error(400, "invalid", f"The field specified for partitioning cannot be found in the schema "
-                                                   f"or is not a date/time column: {tp.get('field')}", "INVALID_ARGUMENT")
+                return self._error(400, "invalid", "The field specified for partitioning cannot be found in the "
+                                                   f"schema or is not a date/time column: {tp.get('field')}",
+                                   "INVALID_ARGUMENT")
         self.tables[key] = {"resource": dict(res, kind="bigquery#table", id=key.replace(".", ":", 1)), "rows": []}
         return 200, self._table_resource(self.tables[key])
 
@@ -297,7 +301,8 @@ class FakeBigQuery(LocalServer):
         for f in schema:
             if f.get("mode") == "REQUIRED" and any(r.get(f["name"]) is None for r in rows):
                 raise LoadRejected("invalid", f"Required field {f['name']} cannot be null")
-        rows = [{f["name"]: r.get(f["name"], [] if f.get("mode") == "REPEATED" else None) for f in schema} for r in rows]
+        rows = [{f["name"]: r.get(f["name"], [] if f.get("mode") == "REPEATED" else None) for f in schema}
+                for r in rows]
         tp = t["resource"].get("timePartitioning")
         disposition = load.get("writeDisposition", "WRITE_APPEND")
         if decorator:

@@ -117,16 +117,20 @@ class FakeComagic(LocalServer):
             "visits_count": r.randrange(1, 20), "visitor_first_campaign_id": campaign,
             "visitor_first_campaign_name": f"Кампания {campaign}",
             "visitor_device": r.choice(_DEVICES), "visitor_city": "Москва", "visitor_region": "Москва",
-            "visitor_country": "Россия", "ua_client_id": f"{k}.{r.randrange(10**9)}", "ym_client_id": str(r.randrange(10**12)),
+            "visitor_country": "Россия", "ua_client_id": f"{k}.{r.randrange(10**9)}",
+            "ym_client_id": str(r.randrange(10**12)),
             "gclid": None, "yclid": None if r.random() < 0.7 else str(r.randrange(10**15)),
             "entrance_page": f"https://example.ru/p/{k % 40}", "referrer": None, "channel": r.choice(_CHANNELS),
             "utm_source": r.choice(["yandex", "google", None]), "utm_medium": r.choice(["cpc", None]),
             "utm_campaign": f"c{campaign}", "utm_content": None, "utm_term": None,
             "eq_utm_source": None, "eq_utm_medium": None, "eq_utm_campaign": None, "eq_utm_content": None,
-            "eq_utm_term": None, "sale_date": None, "sale_cost": None if r.random() < 0.9 else round(r.random() * 1000, 2),
+            "eq_utm_term": None, "sale_date": None,
+            "sale_cost": None if r.random() < 0.9 else round(r.random() * 1000, 2),
             "scenario_id": 10, "scenario_name": "Основной",
-            "last_answered_employee_id": None if lost else 77, "last_answered_employee_full_name": None if lost else "Иванов",
-            "first_answered_employee_id": None if lost else 77, "first_answered_employee_full_name": None if lost else "Иванов",
+            "last_answered_employee_id": None if lost else 77,
+            "last_answered_employee_full_name": None if lost else "Иванов",
+            "first_answered_employee_id": None if lost else 77,
+            "first_answered_employee_full_name": None if lost else "Иванов",
             "tags": tags,
             "attributes": r.sample(_ATTRS, r.randrange(0, 3)),
             "call_records": [], "employees": [],
@@ -271,7 +275,8 @@ class FakeComagic(LocalServer):
         except ValueError:
             return self._err(id_, -32602, "Invalid date", "data_type_error", "date_till", params["date_till"])
         if t1 < t0:
-            return self._err(id_, -32602, "date_till is before date_from", "invalid_parameters_combination", "date_till")
+            return self._err(id_, -32602, "date_till is before date_from", "invalid_parameters_combination",
+                             "date_till")
         if t1 > _add_months(t0, self.max_months):
             return self._err(id_, -32602, f"Date interval is more than {self.max_months} months",
                              "date_interval_limit_reached", "date_till")
@@ -281,7 +286,8 @@ class FakeComagic(LocalServer):
                 return self._err(id_, -32602, f"{name} must be a non-negative integer", "data_type_error", name, v)
         if limit > self.max_limit or limit == 0:
             # [U] the 10000 maximum is inferred; over it the fake refuses rather than clamps.
-            return self._err(id_, -32602, f"limit must be from 1 to {self.max_limit}", "invalid_parameter_value", "limit", limit)
+            return self._err(id_, -32602, f"limit must be from 1 to {self.max_limit}", "invalid_parameter_value",
+                             "limit", limit)
         if offset >= self.max_reach:
             # [U] "no more than 110000 records": the fake refuses such offsets.
             return self._err(id_, -32602, f"offset must be less than {self.max_reach}", "invalid_parameter_value",
