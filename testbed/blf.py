@@ -19,7 +19,7 @@ BLF_USER = "asterisk-kit-blf"
 def ami_user_snippet(secret: str) -> str:
     """The manager.conf block exactly as docs/blf.md ships it, with a test secret."""
     doc = (REPO / "docs/blf.md").read_text()
-    m = re.search(r"```ini\n(\[asterisk-kit-blf\].*?)```", doc, re.S)
+    m = re.search(r"```(?:ini|conf)\n(\[asterisk-kit-blf\].*?)```", doc, re.S)
     assert m, "docs/blf.md lost its manager_custom.conf example"
     return m.group(1).replace("CHANGE-ME-long-random", secret)
 

@@ -254,6 +254,6 @@ def test_blf_daemon_reports_refused_login_and_refused_snapshot(roles, tmp_path):
 
 def test_shipped_blf_block_is_the_one_in_docs():
     doc = (REPO / "docs/blf.md").read_text()
-    block = re.search(r"```ini\n(\[asterisk-kit-blf\].*?)```", doc, re.S).group(1)
+    block = re.search(r"```(?:ini|conf)\n(\[asterisk-kit-blf\].*?)```", doc, re.S).group(1)
     shipped = amiroles.snippet(next(r for r in amiroles.ROLES if r.name == "blf"))
     assert block.strip() in shipped
