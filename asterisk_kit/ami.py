@@ -9,7 +9,8 @@ message (e.g. "Permission denied" when the AMI user lacks the action's class).
 from __future__ import annotations
 
 import socket
-from typing import List, Optional, Tuple
+from collections import deque
+from typing import Deque, List, Optional, Tuple
 
 from .amiproto import AmiActionError, AmiAuthError, AmiError, AmiProtocol, AmiProtocolError, Message, Pending
 
@@ -30,7 +31,10 @@ class AmiClient:
         self.md5 = md5
         self.sock: Optional[socket.socket] = None
         self.banner = ""
-        self.proto = AmiProtocol()
+        # Events arrive only after the `Events` action turns them on (logins say Events: off);
+        # kept, bounded, for next_event().
+        self._events: Deque[Message] = deque(maxlen=10000)
+        self.proto = AmiProtocol(on_event=self._events.append)
 
     @classmethod
     def from_config(cls, cfg, section: Optional[str] = None) -> "AmiClient":
@@ -43,7 +47,7 @@ class AmiClient:
     def connect(self) -> "AmiClient":
         if self.sock is not None:
             return self
-        self.proto = AmiProtocol()
+        self.proto = AmiProtocol(on_event=self._events.append)
         try:
             self.sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
         except OSError as e:
@@ -111,6 +115,13 @@ class AmiClient:
         return p.result()
 
     # -- API --
+    def next_event(self) -> Message:
+        """The next event Asterisk sent (after the `Events` action turned them on); AmiError when
+        none comes within the timeout."""
+        while not self._events:
+            self._recv()
+        return self._events.popleft()
+
     def action(self, action: str, **fields) -> Message:
         """Send an action, return its answer; `Response: Error` raises AmiActionError."""
         return self._wait(self.proto.action(action, **fields))

@@ -503,7 +503,7 @@ class Events:
     def until_hangup_of(self, exten: str, seconds: float = 30):
         got, deadline = [], time.monotonic() + seconds
         while time.monotonic() < deadline:
-            m = self.ami._read_message()  # the kit's client has no event API; its reader is what we need
+            m = self.ami.next_event()
             if m.get("Event") == "Newexten" and m.get("Context") == "kit-media-test":
                 got.append(m)
                 if m.get("Extension") == exten and m.get("Application") == "Hangup":
