@@ -119,11 +119,11 @@ def test_doctor_says_not_running_for_a_stopped_blf_daemon(mc, tmp_path):
                             f"prefix = doc\n[blf]\n", None, {})
     client = mc.client()
     client.set("doc:blf:meta", json.dumps({"ami": "stopped", "ami_since": time.time(), "heartbeat": time.time(),
-                                          "extensions": 3}).encode())
+                                          "extensions": 3}).encode(), noreply=False)   # stored before doctor reads
     (line,) = [c for c in doctor_checks(cfg) if c[0] == "blf daemon"]
     assert line[1] is False and line[2].startswith("not running (stopped"), line
     client.set("doc:blf:meta", json.dumps({"ami": "up", "ami_since": time.time(), "heartbeat": time.time(),
-                                          "extensions": 3}).encode())
+                                          "extensions": 3}).encode(), noreply=False)   # stored before doctor reads
     (line,) = [c for c in doctor_checks(cfg) if c[0] == "blf daemon"]
     assert line == ("blf daemon", True, "running, AMI up, 3 extensions")
 

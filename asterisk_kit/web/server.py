@@ -113,10 +113,12 @@ def serve(server: wsgi.Server, log: logging.Logger) -> None:
     signal.signal(signal.SIGTERM, stop)
     host, port = server.bind_addr[:2]
     scheme = "https" if server.ssl_adapter else "http"
-    server.prepare()
-    log.info("web app listening on %s://%s:%d/ (%d threads)", scheme, host, server.bind_addr[1] if port == 0
-             else port, server.requests.min)
     try:
+        # prepare() starts the worker threads: inside the try, so a SIGTERM arriving meanwhile
+        # still stops them (they are not daemon threads and would keep the process alive).
+        server.prepare()
+        log.info("web app listening on %s://%s:%d/ (%d threads)", scheme, host, server.bind_addr[1] if port == 0
+                 else port, server.requests.min)
         server.serve()
     except KeyboardInterrupt:
         log.info("web app stopping")
