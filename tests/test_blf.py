@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import threading
-import re
 import time
 
 import pytest
@@ -17,9 +17,8 @@ from selenium.webdriver.common.by import By
 
 from asterisk_kit.blf.states import STATES, Selection, compile_patterns, from_status, parse_groups, parse_names
 from testbed.asterisk import Asterisk, free_port
-from testbed.blf import (BLF_USER, Daemon, add_blf_ami_user, ami_connections, blf_config, cached, hints,
-                               wait_state)
-from testbed.browser import browser, login, wait_for  # noqa: F401 - fixture
+from testbed.blf import Daemon, add_blf_ami_user, ami_connections, blf_config, cached, hints, wait_state
+from testbed.browser import login, wait_for
 from testbed.kitcli import BIN, kit
 from testbed.memcached import Memcached
 from testbed.webserver import WebServer
@@ -257,7 +256,7 @@ def test_many_viewers_one_ami_connection(site, browser):
     for t in threads:
         t.start()
     open_blf(browser, site)
-    time.sleep(0)  # noqa: the viewers connect while we look at AMI below
+    time.sleep(0)  # yield: the viewers connect while we look at AMI below
     wait_for(lambda: ami_connections(site.asterisk) == 1, 10, what="the daemon's AMI connection")
     site.asterisk.cli("devstate change Custom:203 BUSY")
     wait_for(lambda: len(got) == 40, 30, what=f"all 40 SSE viewers got the change (got {len(got)})")

@@ -12,25 +12,10 @@ from collections import Counter
 import pytest
 
 from asterisk_kit.ami import AmiClient
-from testbed.dialer import dialer_config, dialled, install_callee
+from testbed.dialer import dialled
 from testbed.kitcli import BIN, kit
 
 pytestmark = pytest.mark.asterisk
-
-
-@pytest.fixture()
-def dialer(tmp_path, asterisk):
-    log = tmp_path / "callee.log"
-    install_callee(asterisk, log)
-
-    def make(**dialer_keys):
-        cfg = dialer_config(tmp_path, asterisk, **dialer_keys)
-        kit(cfg, "install", "--asterisk-etc", str(asterisk.etc_dir), "--no-initd", "--no-cron", "--reload",
-            check=True)
-        return cfg
-    make.callee_log = log
-    make.tmp = tmp_path
-    return make
 
 
 def db(cfg):
@@ -446,6 +431,7 @@ def test_old_tool_files_round_trip(tmp_path, dialer):
 
 def test_schedule_due_once_per_day_and_never_late(tmp_path):
     import datetime as dt
+
     from asterisk_kit.config import parse_text
     from asterisk_kit.dialer import schedule, store
     from asterisk_kit.dialer.numbers import Entry
@@ -540,6 +526,7 @@ def test_ivr_connects_the_callee_only_when_the_digit_matches(dialer, asterisk, t
 def test_call_files_are_staged_then_renamed_and_given_to_the_asterisk_user(tmp_path, monkeypatch):
     """Written in spool/tmp (same file system), renamed into outgoing/ whole; as root, owned by run_user."""
     import pwd
+
     from asterisk_kit.config import parse_text
     from asterisk_kit.dialer.callfile import Renderer, Spool, file_name
     if os.geteuid() != 0:
@@ -573,6 +560,7 @@ def test_tick_starts_todays_scheduled_run_once(dialer, asterisk, tmp_path):
     """cron's `dialer tick`, end to end: the run is started when its time has come, and only once."""
     import datetime as dt
     import json
+
     from testbed.clock import away_from_midnight
     cfg = dialer(bundle=5, timeout=0)
     nums = numbers([1, 2])

@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 
 from testbed.kitcli import BIN, kit
-from tests.test_dialer import db, dialer, import_lines, numbers  # noqa: F401 - fixture
+from tests.test_dialer import db, import_lines, numbers
 
 pytestmark = pytest.mark.asterisk
 

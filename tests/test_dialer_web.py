@@ -10,11 +10,11 @@ import pytest
 import requests
 from selenium.webdriver.common.by import By
 
-from testbed.browser import browser, login, wait_for  # noqa: F401 - fixture
+from testbed.browser import login, wait_for
 from testbed.dialer import dialer_config, dialled, install_callee
-from tests.test_dialer import assert_call_files_mean_only
 from testbed.kitcli import BIN, kit
 from testbed.webserver import WebServer
+from tests.test_dialer import assert_call_files_mean_only
 
 pytestmark = [pytest.mark.asterisk, pytest.mark.browser]
 PASSWORD = "dialer pass 1"

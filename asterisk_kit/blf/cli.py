@@ -30,6 +30,7 @@ def cmd_run(ctx) -> int:
 
 def cmd_show(ctx) -> int:
     import json
+
     from ..memcache import client_from_config
     from .cache import read_state, stale_reason
     mc = client_from_config(ctx.cfg, ignore_exc=False)

@@ -6,6 +6,7 @@ from typing import Any, Dict, List, Tuple
 
 from ..configtypes import Invalid, Key, Section, float_range, int_range, networks, text, words, yes_no
 
+
 def _context(v: str) -> str:
     s = v.strip()
     if not re.fullmatch(r"[A-Za-z0-9_.\-]{1,79}", s):
