@@ -162,8 +162,9 @@ def register(web) -> None:
     missed = MissedCalls(web.cfg, web.log)
 
     def labels():
-        keys = [f"state.{s}" for s in SLUGS] + [f"blf.stale.{k}" for k in ("ami", "nodaemon", "stopped", "cache",
-                                                                              "offline")] + ["blf.live", "blf.other_group"] + [f"presence.{p}" for p in PRESENCE]
+        stale = ("ami", "nodaemon", "stopped", "cache", "offline")
+        keys = ([f"state.{s}" for s in SLUGS] + [f"blf.stale.{k}" for k in stale] + ["blf.live", "blf.other_group"]
+                + [f"presence.{p}" for p in PRESENCE])
         keys += [k for k in STRINGS["en"] if k.startswith("blf.") and k not in keys]
         return {k: web.t(k) for k in keys}
 
