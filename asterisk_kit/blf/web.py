@@ -136,7 +136,7 @@ STRINGS = {
     },
 }
 
-_hubs = {}
+_hubs: dict[int, Hub] = {}    # id(web app) -> its hub
 _hubs_lock = threading.Lock()
 
 
@@ -263,8 +263,8 @@ def _filter_stream(data: bytes, groups) -> bytes:
 
 
 def _grouped(st: dict, other: str):
-    by = {g: [] for g in st["groups"]}
-    rest = []
+    by: dict[str, list[dict]] = {g: [] for g in st["groups"]}
+    rest: list[dict] = []
     for e in st["extensions"]:
         (by[e["group"]] if e.get("group") in by else rest).append(e)
     out = [(g, by[g]) for g in st["groups"]]
