@@ -110,8 +110,8 @@ def run_case(d: Path, a: Asterisk, secret: str, tree: Path | None, n_ext: int, c
     # it receives every event the model follows (DeviceStateChange too), not only ExtensionStatus
     panel = "" if tree else f"ami_user = asterisk-kit-panel\nami_secret = {PANEL_SECRET}\n"
     cfg = blf_config(d / f"{label}-{n_ext}", a, mc.server, secret,
-                     blf=f"{panel}contexts = blf-cost\ninclude = 1000-{1000 + n_ext - 1}\nanonymous_networks = 127.0.0.1/32\n"
-                         f"max_viewers = {viewers + 10}\n")
+                     blf=f"{panel}contexts = blf-cost\ninclude = 1000-{1000 + n_ext - 1}\n"
+                         f"anonymous_networks = 127.0.0.1/32\nmax_viewers = {viewers + 10}\n")
     cfg.write_text(cfg.read_text().replace("level = DEBUG", "level = INFO")
                    .replace("heartbeat_seconds = 0.5", "heartbeat_seconds = 1")
                    .replace("stale_seconds = 3", "stale_seconds = 5"))
@@ -219,7 +219,8 @@ def main():
         finally:
             a.stop()
     print(f"BLF cost per change: {changes} changes at {BATCH * 20}/s (devstate change via AMI, bulk), "
-          f"{viewers} SSE viewers; kit = call model wired in, panel AMI user; previous design = commit {BASELINE_COMMIT}")
+          f"{viewers} SSE viewers; kit = call model wired in, panel AMI user; "
+          f"previous design = commit {BASELINE_COMMIT}")
     print(f"  {'keys':>5}  {'daemon kit':>11} {'daemon old':>11} {'ratio':>6}   "
           f"{'web kit':>8} {'web old':>8} {'ratio':>6}")
     for n, kit, old in rows:

@@ -16,7 +16,6 @@ import random
 import selectors
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading

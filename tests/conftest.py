@@ -28,3 +28,23 @@ def mariadb(tmp_path_factory):
     m.load_freepbx_schema()
     yield m
     m.stop()
+
+
+@pytest.fixture()
+def dialer(tmp_path, asterisk):
+    """The autodialer on the testbed Asterisk: installs the test callee (testbed/dialer.py) logging to
+    dialer.callee_log; dialer(**keys) writes a kit config with those [dialer] keys, installs the kit's
+    dialplan and returns the config path."""
+    from testbed.dialer import dialer_config, install_callee
+    from testbed.kitcli import kit
+    log = tmp_path / "callee.log"
+    install_callee(asterisk, log)
+
+    def make(**dialer_keys):
+        cfg = dialer_config(tmp_path, asterisk, **dialer_keys)
+        kit(cfg, "install", "--asterisk-etc", str(asterisk.etc_dir), "--no-initd", "--no-cron", "--reload",
+            check=True)
+        return cfg
+    make.callee_log = log
+    make.tmp = tmp_path
+    return make

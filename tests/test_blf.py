@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import threading
-import re
 import time
 
 import pytest
@@ -17,9 +17,8 @@ from selenium.webdriver.common.by import By
 
 from asterisk_kit.blf.states import STATES, Selection, compile_patterns, from_status, parse_groups, parse_names
 from testbed.asterisk import Asterisk, free_port
-from testbed.blf import (BLF_USER, Daemon, add_blf_ami_user, ami_connections, blf_config, cached, hints,
-                               wait_state)
-from testbed.browser import browser, login, wait_for  # noqa: F401 - fixture
+from testbed.blf import Daemon, add_blf_ami_user, ami_connections, blf_config, cached, hints, wait_state
+from testbed.browser import login, wait_for
 from testbed.kitcli import BIN, kit
 from testbed.memcached import Memcached
 from testbed.webserver import WebServer
@@ -44,7 +43,8 @@ def test_selection_patterns_groups_names():
     assert sel.wants("201", "ext-local") and sel.wants("950", "ext-local")
     assert not sel.wants("250", "ext-local") and not sel.wants("201", "ext-dnd-hints")
     assert not sel.wants("3001", "ext-local") and not sel.wants("2 01", "ext-local")
-    assert parse_groups("Приёмная: 100-109, 120; Sales: _2XX") == [("Приёмная", ["100-109", "120"]), ("Sales", ["_2XX"])]
+    assert parse_groups("Приёмная: 100-109, 120; Sales: _2XX") == \
+        [("Приёмная", ["100-109", "120"]), ("Sales", ["_2XX"])]
     assert parse_names("101: Ольга Петрова; 102: Ivan") == {"101": "Ольга Петрова", "102": "Ivan"}
 
 
@@ -128,14 +128,16 @@ def test_state_changes_reach_memcached_and_the_open_page(site, browser):
     for devstate, (slug, word) in words.items():
         a.cli(f"devstate change Custom:201 {devstate}")
         wait_state(mcc, "201", slug)
-        wait_for(lambda: tile(browser, "201").get_attribute("data-state") == slug, 10, what=f"tile 201 {slug}")
+        wait_for(lambda slug=slug: tile(browser, "201").get_attribute("data-state") == slug, 10,
+                 what=f"tile 201 {slug}")
         assert tile(browser, "201").find_element(By.CLASS_NAME, "state").text == word
     assert browser.execute_script("return window.__noReload;") == 42, "the page was reloaded"
     rec = cached(mcc, "blf:ext:201")
     assert rec["text"] == "Idle" and rec["code"] == 0 and rec["since_known"] is True
     assert rec["group"] == "Reception" and rec["name"] == "Ольга Петрова"
     # the time in state counts up in the page
-    wait_for(lambda: re.fullmatch(r"0:(0[1-9]|[1-5][0-9])", tile(browser, "201").find_element(By.CLASS_NAME, "since").text),
+    wait_for(lambda: re.fullmatch(r"0:(0[1-9]|[1-5][0-9])",
+                                  tile(browser, "201").find_element(By.CLASS_NAME, "since").text),
              10, what="time in state counting from the change")
 
 
@@ -173,8 +175,10 @@ def test_filter_groups_search_and_json(site, browser):
     wait_for(lambda: [g.get_attribute("data-group") for g in browser.find_elements(By.CSS_SELECTOR, ".blf-group")]
              == ["Reception", "Sales", "Остальные"], what="the groups in order")
     browser.find_element(By.ID, "blf-search").send_keys("ольга")
-    visible = lambda: [t.get_attribute("data-exten") for t in browser.find_elements(By.CSS_SELECTOR, ".tile")
-                       if t.is_displayed()]
+
+    def visible():
+        return [t.get_attribute("data-exten") for t in browser.find_elements(By.CSS_SELECTOR, ".tile")
+                if t.is_displayed()]
     wait_for(lambda: visible() == ["201"], what="search by name")
     browser.find_element(By.ID, "blf-search").clear()
     site.asterisk.cli("devstate change Custom:204 INUSE")
@@ -196,9 +200,10 @@ def test_filter_groups_search_and_json(site, browser):
     finally:
         browser.set_window_size(1280, 900)
     browser.get(site.url + "/blf?wall=1")
-    big = browser.execute_script("return parseFloat(getComputedStyle(document.querySelector('#ext-201 .num')).fontSize);")
+    font_size = "return parseFloat(getComputedStyle(document.querySelector('#ext-201 .num')).fontSize);"
+    big = browser.execute_script(font_size)
     browser.get(site.url + "/lang/ru?next=/blf")
-    normal = browser.execute_script("return parseFloat(getComputedStyle(document.querySelector('#ext-201 .num')).fontSize);")
+    normal = browser.execute_script(font_size)
     assert big > 1.5 * normal, (big, normal)
     # the CLI and the doctor read the same cache
     r = kit(site.cfg, "blf", "show")
@@ -257,7 +262,7 @@ def test_many_viewers_one_ami_connection(site, browser):
     for t in threads:
         t.start()
     open_blf(browser, site)
-    time.sleep(0)  # noqa: the viewers connect while we look at AMI below
+    time.sleep(0)  # yield: the viewers connect while we look at AMI below
     wait_for(lambda: ami_connections(site.asterisk) == 1, 10, what="the daemon's AMI connection")
     site.asterisk.cli("devstate change Custom:203 BUSY")
     wait_for(lambda: len(got) == 40, 30, what=f"all 40 SSE viewers got the change (got {len(got)})")
@@ -303,7 +308,9 @@ def test_two_memcached_servers_one_restarted(tmp_path, asterisk, mc):
         daemon = Daemon(cfg).start()
         try:
             keys = [f"two-test:blf:ext:{x}" for x in EXTENS + many]
-            held = lambda m: [k for k in keys if m.client().get(k) is not None]
+
+            def held(m):
+                return [k for k in keys if m.client().get(k) is not None]
             wait_for(lambda: len(held(mc)) + len(held(other)) == len(keys), 30, what="every record written")
             assert held(mc) and held(other), "the records are spread over both servers"
             asterisk.cli("devstate change Custom:201 INUSE")
@@ -348,7 +355,8 @@ def test_sighup_reloads_names(site):
 
 def test_anonymous_viewing_from_listed_networks(site, tmp_path):
     cfg = tmp_path / "anon.ini"
-    cfg.write_text(site.cfg.read_text().replace("[blf]\n", "[blf]\nanonymous_networks = 127.0.0.1/32\nmax_viewers = 2\n")
+    cfg.write_text(site.cfg.read_text()
+                   .replace("[blf]\n", "[blf]\nanonymous_networks = 127.0.0.1/32\nmax_viewers = 2\n")
                    .replace(str(site.cfg.parent / "data"), str(tmp_path / "data")))
     srv = WebServer(cfg).start()
     try:

@@ -8,29 +8,15 @@ import subprocess
 import threading
 import time
 from collections import Counter
+from itertools import pairwise
 
 import pytest
 
 from asterisk_kit.ami import AmiClient
-from testbed.dialer import dialer_config, dialled, install_callee
+from testbed.dialer import dialled
 from testbed.kitcli import BIN, kit
 
 pytestmark = pytest.mark.asterisk
-
-
-@pytest.fixture()
-def dialer(tmp_path, asterisk):
-    log = tmp_path / "callee.log"
-    install_callee(asterisk, log)
-
-    def make(**dialer_keys):
-        cfg = dialer_config(tmp_path, asterisk, **dialer_keys)
-        kit(cfg, "install", "--asterisk-etc", str(asterisk.etc_dir), "--no-initd", "--no-cron", "--reload",
-            check=True)
-        return cfg
-    make.callee_log = log
-    make.tmp = tmp_path
-    return make
 
 
 def db(cfg):
@@ -86,7 +72,7 @@ def test_run_over_twenty_numbers(dialer, asterisk):
     calls = {c["number"]: c for c in conn.execute("SELECT * FROM dialer_calls")}
     assert len(calls) == 20
     expected = {1: "answered", 2: "busy", 3: "no_answer", 5: "failed", 4: "answered", 6: "answered"}
-    for n, d in zip(nums, digits):
+    for n, d in zip(nums, digits, strict=True):
         assert calls[n]["result"] == expected[d], (n, dict(calls[n]))
     ivr = {n: calls[n]["pressed"] for n in nums[16:]}
     assert ivr[nums[16]] == "1" and ivr[nums[18]] == "1" and ivr[nums[17]] == "2"
@@ -100,7 +86,7 @@ def test_run_over_twenty_numbers(dialer, asterisk):
     assert all(len(v) <= 5 for v in batches.values()) and len(batches[1]) == 5     # full bundles, never more
     starts = [min(batches[b]) for b in sorted(batches)]
     assert len(starts) >= 4
-    assert all(b - a >= 2.0 for a, b in zip(starts, starts[1:])), starts
+    assert all(b - a >= 2.0 for a, b in pairwise(starts)), starts
     # The cap on calls in progress held (sampled in Asterisk during the run).
     assert sampler.samples and max(sampler.samples) <= 6, max(sampler.samples)
     assert max(sampler.samples) >= 2, "the sampler saw no calls: the test proves nothing"
@@ -109,12 +95,12 @@ def test_run_over_twenty_numbers(dialer, asterisk):
     # The shipped dialplan ran 20 calls (plain and IVR, AGI reports) without a warning or error.
     during = asterisk.messages()[log_before:]
     assert "dialer-event" in during or "avtoobzvon" in during
-    assert not [l for l in during.splitlines() if "WARNING[" in l or "ERROR[" in l], during[-3000:]
+    assert not [line for line in during.splitlines() if "WARNING[" in line or "ERROR[" in line], during[-3000:]
     rep = kit(cfg, "dialer", "report", "--csv", check=True)
     assert rep.stdout.count("\n") == 21 and f"{nums[16]},1,done,answered,1," in rep.stdout
     # ... and on the run's page.
     shown = run_page_results(cfg, run["id"])
-    assert shown == {n: (expected[d], calls[n]["pressed"] or "") for n, d in zip(nums, digits)}
+    assert shown == {n: (expected[d], calls[n]["pressed"] or "") for n, d in zip(nums, digits, strict=True)}
 
 
 def run_page_results(cfg, run_id):
@@ -133,8 +119,8 @@ def run_page_results(cfg, run_id):
         s.post(srv.url + "/login", data={"csrf": tok, "user": "olga", "password": "dialer pass 1"}, timeout=10)
         page = s.get(srv.url + f"/dialer/runs/{run_id}", timeout=10)
         assert page.status_code == 200
-        return {m.group(1): (m.group(2), m.group(3)) for m in re.finditer(
-            r'<tr data-number="([0-9]+)">.*?data-result="([a-z_]+)".*?<td class="pressed">([0-9]*)</td>', page.text, re.S)}
+        row = r'<tr data-number="([0-9]+)">.*?data-result="([a-z_]+)".*?<td class="pressed">([0-9]*)</td>'
+        return {m.group(1): (m.group(2), m.group(3)) for m in re.finditer(row, page.text, re.S)}
     finally:
         srv.stop()
 
@@ -272,7 +258,7 @@ def test_dialplan_loads_cleanly(dialer, asterisk):
         shown = asterisk.cli(f"dialplan show {ctx}")
         assert "dialer-event" in shown and "'play' =>" in shown
     new = asterisk.messages()[before:]
-    assert not [l for l in new.splitlines() if "WARNING[" in l or "ERROR[" in l], new
+    assert not [line for line in new.splitlines() if "WARNING[" in line or "ERROR[" in line], new
 
 
 # ---- call file injection (no Asterisk needed) ----------------------------------------------------
@@ -446,6 +432,7 @@ def test_old_tool_files_round_trip(tmp_path, dialer):
 
 def test_schedule_due_once_per_day_and_never_late(tmp_path):
     import datetime as dt
+
     from asterisk_kit.config import parse_text
     from asterisk_kit.dialer import schedule, store
     from asterisk_kit.dialer.numbers import Entry
@@ -478,7 +465,7 @@ def test_doctor_checks_the_dialer(dialer, asterisk):
     cfg = dialer()
     r = kit(cfg, "doctor")
     assert r.returncode == 0, r.stdout
-    lines = {l.split(":", 1)[0].split(None, 1)[1]: l for l in r.stdout.splitlines() if ":" in l}
+    lines = {line.split(":", 1)[0].split(None, 1)[1]: line for line in r.stdout.splitlines() if ":" in line}
     assert lines["dialer templates"].startswith("ok") and lines["dialer dialplan"].startswith("ok")
     tdir = dialer.tmp / "tpl"
     tdir.mkdir()
@@ -486,7 +473,7 @@ def test_doctor_checks_the_dialer(dialer, asterisk):
     cfg.write_text(cfg.read_text() + f"templates_dir = {tdir}\n")
     r = kit(cfg, "doctor")
     assert r.returncode == 1
-    lines = {l.split(":", 1)[0].split(None, 1)[1]: l for l in r.stdout.splitlines() if ":" in l}
+    lines = {line.split(":", 1)[0].split(None, 1)[1]: line for line in r.stdout.splitlines() if ":" in line}
     assert lines["dialer templates"].startswith("FAILED") and "Application: System" in lines["dialer templates"]
 
 
@@ -540,6 +527,7 @@ def test_ivr_connects_the_callee_only_when_the_digit_matches(dialer, asterisk, t
 def test_call_files_are_staged_then_renamed_and_given_to_the_asterisk_user(tmp_path, monkeypatch):
     """Written in spool/tmp (same file system), renamed into outgoing/ whole; as root, owned by run_user."""
     import pwd
+
     from asterisk_kit.config import parse_text
     from asterisk_kit.dialer.callfile import Renderer, Spool, file_name
     if os.geteuid() != 0:
@@ -563,7 +551,7 @@ def test_call_files_are_staged_then_renamed_and_given_to_the_asterisk_user(tmp_p
     assert [(os.path.dirname(a), os.path.dirname(b)) for a, b, _ in renamed] == \
         [(str(tmp_path / "spool" / "tmp"), str(tmp_path / "spool" / "outgoing"))] * 2
     assert not list((tmp_path / "spool" / "tmp").iterdir())
-    for (name, text), (_, dst, ino) in zip(files, renamed):
+    for (name, text), (_, _, ino) in zip(files, renamed, strict=True):
         p = tmp_path / "spool" / "outgoing" / name
         assert p.read_text() == text and os.stat(p).st_ino == ino          # the same file, moved whole
         assert (os.stat(p).st_uid, os.stat(p).st_gid) == (nobody.pw_uid, nobody.pw_gid)
@@ -573,6 +561,7 @@ def test_tick_starts_todays_scheduled_run_once(dialer, asterisk, tmp_path):
     """cron's `dialer tick`, end to end: the run is started when its time has come, and only once."""
     import datetime as dt
     import json
+
     from testbed.clock import away_from_midnight
     cfg = dialer(bundle=5, timeout=0)
     nums = numbers([1, 2])

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from testbed.kitcli import kit
-from tests.test_dialer import ChannelSampler, db, dialer, import_lines, numbers, plain_config  # noqa: F401
+from tests.test_dialer import ChannelSampler, db, import_lines, numbers, plain_config
 
 pytestmark = pytest.mark.asterisk
 

@@ -7,11 +7,12 @@ import subprocess
 import threading
 import time
 from collections import Counter
+from itertools import pairwise
 
 import pytest
 
 from testbed.kitcli import BIN, kit
-from tests.test_dialer import db, dialer, import_lines, numbers  # noqa: F401 - fixture
+from tests.test_dialer import db, import_lines, numbers
 
 pytestmark = pytest.mark.asterisk
 
@@ -57,7 +58,7 @@ def test_retries_are_the_kits_and_spaced_by_the_delay(dialer, asterisk):
     assert (rows[answers]["result"], rows[answers]["attempts"]) == ("answered", 1)
     # Reached 15 s after the previous attempt ended (rings 3 s, the outcome is collected within ~1 s).
     reached = [t for n, t in watch.seen if n == never]
-    gaps = [b - a for a, b in zip(reached, reached[1:])]
+    gaps = [b - a for a, b in pairwise(reached)]
     assert all(15 <= g <= 15 + 3 + 6 for g in gaps), gaps
     assert db(cfg).execute("SELECT status, note FROM dialer_runs").fetchone()[:] == ("done", "")
 

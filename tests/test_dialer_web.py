@@ -10,11 +10,11 @@ import pytest
 import requests
 from selenium.webdriver.common.by import By
 
-from testbed.browser import browser, login, wait_for  # noqa: F401 - fixture
+from testbed.browser import login, wait_for
 from testbed.dialer import dialer_config, dialled, install_callee
-from tests.test_dialer import assert_call_files_mean_only
 from testbed.kitcli import BIN, kit
 from testbed.webserver import WebServer
+from tests.test_dialer import assert_call_files_mean_only
 
 pytestmark = [pytest.mark.asterisk, pytest.mark.browser]
 PASSWORD = "dialer pass 1"
@@ -42,7 +42,8 @@ def phones(site):
 
 
 def rows(drv):
-    return {tr.get_attribute("data-number"): tr for tr in drv.find_elements(By.CSS_SELECTOR, "#phone-table tr[data-number]")}
+    return {tr.get_attribute("data-number"): tr
+            for tr in drv.find_elements(By.CSS_SELECTOR, "#phone-table tr[data-number]")}
 
 
 def add(drv, number, digit="", comment=""):
@@ -143,7 +144,8 @@ def test_injection_through_http_is_refused(site):
                           ("89990000061", "1;"), ("8999000006１", ""), ("89990000061" + "0" * 300, "")):
         r = s.post(site.url + "/dialer/phones", data={"csrf": tok, "number": number, "digit": digit}, timeout=10)
         assert r.status_code == 400, (number, digit)
-    r = s.post(site.url + "/dialer/import", data={"csrf": tok, "text": "89990000071;1\r\nChannel: evil;;\n"}, timeout=10)
+    r = s.post(site.url + "/dialer/import", data={"csrf": tok, "text": "89990000071;1\r\nChannel: evil;;\n"},
+               timeout=10)
     assert r.status_code == 200
     assert phones(site) == {**before, "89990000071": ("1", "")}
     # todo.json uploaded through the page's import form: the same allow-list.
@@ -158,7 +160,8 @@ def test_injection_through_http_is_refused(site):
     assert_call_files_mean_only(site.cfg, {n: d for n, (d, _) in phones(site).items()})
     exported = s.get(site.url + "/dialer/export/todo.json", timeout=10).json()
     assert {"number": "89990000071", "dtmf": "1", "comment": ""} in exported
-    assert requests.get(site.url + "/dialer/export/todo.json", allow_redirects=False, timeout=10).status_code in (302, 303)
+    anonymous = requests.get(site.url + "/dialer/export/todo.json", allow_redirects=False, timeout=10)
+    assert anonymous.status_code in (302, 303)
     # A comment may hold anything: it is kept on one line and never reaches a call file.
     r = s.post(site.url + "/dialer/phones", data={"csrf": tok, "number": "89990000081", "digit": "",
                                                  "comment": "a\nChannel: evil\r\n# ; x"}, timeout=10)
@@ -201,7 +204,8 @@ def test_stop_from_the_run_page(site, browser):
     assert db.execute("SELECT status FROM dialer_runs WHERE id = ?", (run_id,)).fetchone()[0] == "stopped"
     states = dict(db.execute("SELECT number, result FROM dialer_calls WHERE run_id = ?", (run_id,)).fetchall())
     assert None not in states.values() and "withdrawn" in states.values(), states
-    withdrawn = [tr.get_attribute("data-number") for tr in drv.find_elements(By.CSS_SELECTOR, "#results tr[data-number]")
+    withdrawn = [tr.get_attribute("data-number")
+                 for tr in drv.find_elements(By.CSS_SELECTOR, "#results tr[data-number]")
                  if tr.find_element(By.CSS_SELECTOR, ".result").get_attribute("data-result") == "withdrawn"]
     assert sorted(withdrawn) == sorted(n for n, r in states.items() if r == "withdrawn")
     from asterisk_kit.config import load

@@ -46,5 +46,6 @@ def doctor_checks(cfg):
         yield "blf daemon", False, f"running but AMI is {meta.get('ami')}: states are stale"
         return
     n = meta.get("extensions", 0)
+    contexts = ", ".join(cfg["blf"]["contexts"])
     yield "blf daemon", n > 0, (f"running, AMI up, {n} extensions" if n else
-                                f"running, AMI up, but no hint matches [blf] contexts {', '.join(cfg['blf']['contexts'])}")
+                                f"running, AMI up, but no hint matches [blf] contexts {contexts}")

@@ -30,6 +30,7 @@ def cmd_run(ctx) -> int:
 
 def cmd_show(ctx) -> int:
     import json
+
     from ..memcache import client_from_config
     from .cache import read_state, stale_reason
     mc = client_from_config(ctx.cfg, ignore_exc=False)
@@ -45,6 +46,6 @@ def cmd_show(ctx) -> int:
     print(f"version {st['version'].decode() if st['version'] else '-'}; "
           f"{'live' if not why else 'STALE (' + why + ')'}")
     now = time.time()
-    for e in (st["snapshot"] or {}).get("extensions", []):
-        print(f"{e['exten']:>8}  {e['state']:<14} {int(now - e['since']):>6}s  {e['group']:<12} {e['name']}")
+    for x in (st["snapshot"] or {}).get("extensions", []):
+        print(f"{x['exten']:>8}  {x['state']:<14} {int(now - x['since']):>6}s  {x['group']:<12} {x['name']}")
     return 0 if not why else 1

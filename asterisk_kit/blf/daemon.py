@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from ..ami import ami_credentials
 from ..amiroles import refusal_hint
@@ -26,6 +26,9 @@ from .calls.snapshot import SNAPSHOT_ACTIONS
 from .names import NameSource
 from .states import Groups, Selection, parse_groups
 
+if TYPE_CHECKING:
+    from ..config import Config
+
 
 def board_parts(cfg):
     b = cfg["blf"]
@@ -33,7 +36,7 @@ def board_parts(cfg):
 
 
 class Daemon:
-    def __init__(self, cfg, log: logging.Logger, reload_config: Optional[Callable[[], object]] = None):
+    def __init__(self, cfg, log: logging.Logger, reload_config: Optional[Callable[[], Config]] = None):
         self.cfg = cfg
         self.log = log
         self.reload_config = reload_config
@@ -285,7 +288,7 @@ class Daemon:
             else:
                 self._model_apply(ev)
 
-    _resync_soon = None
+    _resync_soon: Optional[asyncio.TimerHandle] = None
 
     def _resync_now(self) -> None:
         self._resync_soon = None

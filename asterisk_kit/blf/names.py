@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import logging
-from typing import Dict, Optional
+from typing import TYPE_CHECKING, Dict, Optional
 
 from .states import EXTEN_RE, parse_names
+
+if TYPE_CHECKING:
+    from pymysql.connections import Connection
 
 
 class NameSource:
     def __init__(self, cfg, log: logging.Logger):
         self.log = log
-        self.conn = None
+        self.conn: Optional[Connection] = None
         self.last_mysql: Dict[str, str] = {}
         self.failing = False
         self.configure(cfg)
@@ -30,20 +33,20 @@ class NameSource:
                 pass
             self.conn = None
 
-    def _connect(self):
+    def _connect(self, m: dict) -> Connection:
         from .. import mysql
-        m = self.mysql
         return mysql.connect(m, m["freepbx_database"], autocommit=True)
 
     def load(self) -> Dict[str, str]:
         """Current names (blocking: the daemon calls it in a worker thread)."""
         if self.mysql is not None:
             try:
-                if self.conn is None:
-                    self.conn = self._connect()
+                conn = self.conn
+                if conn is None:
+                    conn = self.conn = self._connect(self.mysql)
                 else:
-                    self.conn.ping(reconnect=True)
-                with self.conn.cursor() as cur:
+                    conn.ping(reconnect=True)
+                with conn.cursor() as cur:
                     cur.execute("SELECT extension, name FROM users")
                     rows = cur.fetchall()
                 self.last_mysql = {str(x).strip(): (n or "").strip()[:80] for x, n in rows

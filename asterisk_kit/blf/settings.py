@@ -6,6 +6,7 @@ from typing import Any, Dict, List, Tuple
 
 from ..configtypes import Invalid, Key, Section, float_range, int_range, networks, text, words, yes_no
 
+
 def _context(v: str) -> str:
     s = v.strip()
     if not re.fullmatch(r"[A-Za-z0-9_.\-]{1,79}", s):
@@ -71,7 +72,8 @@ SECTIONS: Dict[str, Section] = {
         "include": Key(_blf_patterns, "", "Only these extensions (101, ranges 100-199, patterns _1XX); empty: all."),
         "exclude": Key(_blf_patterns, "", "Never these extensions (same forms)."),
         "groups": Key(_blf_groups, "", "Groups on the page, in this order: `Sales: 101-110, 120; Support: _2XX`. "
-                                       "Extensions in no group are shown last.", example="Reception: 100-109; Sales: _2XX"),
+                                       "Extensions in no group are shown last.",
+                      example="Reception: 100-109; Sales: _2XX"),
         "names": Key(_blf_names, "", "Names from the config, `101: Olga; 102: Ivan`; they win over MySQL's."),
         "names_from_mysql": Key(yes_no, "yes", "Read names from FreePBX's users table when [mysql] is configured."),
         "names_refresh_seconds": Key(int_range(10, 86400), "300", "How often the names are read again."),
@@ -101,15 +103,16 @@ SECTIONS: Dict[str, Section] = {
         "action_ami_secret": Key(text, "", "Secret of that user. Better from ASTERISK_KIT_BLF_ACTION_AMI_SECRET.",
                                  secret=True),
         "phone_channel": Key(_phone_channel, "PJSIP/{exten}", "Device of an extension's phone; {exten} is the "
-                                                              "extension (finds its calls, rings it on click-to-dial)."),
+                                                              "extension (finds its calls, rings it on "
+                                                              "click-to-dial)."),
         "originate_context": Key(_context, "asterisk-kit-panel-ring", "Context of click-to-dial's first leg "
                                                                      "(Local/EXT@this); the shipped one only rings "
                                                                      "phone_channel."),
         "dial_context": Key(_context, "from-internal", "Context that dials the target of click-to-dial, transfer "
                                                        "and pickup (FreePBX: from-internal)."),
         "ring_seconds": Key(int_range(5, 120), "30", "How long click-to-dial rings the user's own phone."),
-        "queue_interface": Key(_phone_channel, "Local/{exten}@from-queue/n", "Queue member interface of an "
-                                                                             "extension (FreePBX: Local/{exten}@from-queue/n)."),
+        "queue_interface": Key(_phone_channel, "Local/{exten}@from-queue/n",
+                               "Queue member interface of an extension (FreePBX: Local/{exten}@from-queue/n)."),
         "actions_per_minute": Key(int_range(1, 1000), "20", "Panel actions one user may send per minute; more: "
                                                             "HTTP 429."),
     }, validate=_actions_validate),

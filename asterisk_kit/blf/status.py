@@ -7,8 +7,8 @@ from ..status.overview import age
 def link(cfg, now: float) -> dict:
     """The BLF daemon's AMI link as its heartbeat in memcached tells it.
     state: up | ami-down | stopped | no-daemon | no-memcached; down_since: when known."""
-    from .cache import read_state
     from ..memcache import client_from_config
+    from .cache import read_state
     try:
         mc = client_from_config(cfg, ignore_exc=False)
         try:

@@ -136,7 +136,7 @@ STRINGS = {
     },
 }
 
-_hubs = {}
+_hubs: dict[int, Hub] = {}    # id(web app) -> its hub
 _hubs_lock = threading.Lock()
 
 
@@ -162,8 +162,9 @@ def register(web) -> None:
     missed = MissedCalls(web.cfg, web.log)
 
     def labels():
-        keys = [f"state.{s}" for s in SLUGS] + [f"blf.stale.{k}" for k in ("ami", "nodaemon", "stopped", "cache",
-                                                                              "offline")] + ["blf.live", "blf.other_group"] + [f"presence.{p}" for p in PRESENCE]
+        stale = ("ami", "nodaemon", "stopped", "cache", "offline")
+        keys = ([f"state.{s}" for s in SLUGS] + [f"blf.stale.{k}" for k in stale] + ["blf.live", "blf.other_group"]
+                + [f"presence.{p}" for p in PRESENCE])
         keys += [k for k in STRINGS["en"] if k.startswith("blf.") and k not in keys]
         return {k: web.t(k) for k in keys}
 
@@ -262,8 +263,8 @@ def _filter_stream(data: bytes, groups) -> bytes:
 
 
 def _grouped(st: dict, other: str):
-    by = {g: [] for g in st["groups"]}
-    rest = []
+    by: dict[str, list[dict]] = {g: [] for g in st["groups"]}
+    rest: list[dict] = []
     for e in st["extensions"]:
         (by[e["group"]] if e.get("group") in by else rest).append(e)
     out = [(g, by[g]) for g in st["groups"]]

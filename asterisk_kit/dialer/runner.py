@@ -102,7 +102,7 @@ class Stalled(Exception):
 class _RunState:
     """What a run's step keeps between seconds; rebuilt from the store after a restart."""
 
-    def __init__(self, conn, row):
+    def __init__(self, conn, row) -> None:
         self.id = row["id"]
         self.settings = store.run_settings(row)
         self.batch = conn.execute("SELECT max(batch) FROM dialer_calls WHERE run_id = ?", (self.id,)).fetchone()[0] or 0

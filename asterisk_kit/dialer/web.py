@@ -248,7 +248,7 @@ def register(web) -> None:
 
     @app.post("/dialer/import")
     @web.login_required
-    def bulk_import():
+    def bulk_import() -> str:
         limit = web.cfg["dialer"]["import_max_bytes"]
         if (req.content_length or 0) > limit + 65536:
             bottle.response.status = 413
