@@ -270,3 +270,130 @@ def test_call_back_button_in_the_page_dials_through_the_action_endpoint(site):
             "var n = document.getElementById('blf-action-note'); return n && n.textContent"), 5, what="answer shown")
     finally:
         quit_browser(drv)
+
+
+# ---- the panel page's action buttons (headless Chromium) ---------------------------------------------
+
+@pytest.fixture(scope="module")
+def board(site, tmp_path_factory):
+    """The same PBX with FreePBX-like hints, a BLF daemon and memcached, and a web process reading them:
+    the /blf page has keys 101-103 to put buttons on."""
+    from testbed.blf import Daemon, hints
+    from testbed.memcached import Memcached
+    site.pbx.a.add_test_dialplan("hints", hints("ext-local", ("101", "102", "103"), prefix="PJSIP/"))
+    mc = Memcached().start()
+    cfg = tmp_path_factory.mktemp("board") / "kit.ini"
+    # the same store (users, permissions) and Asterisk; the daemon uses [asterisk]'s test AMI user
+    cfg.write_text(site.cfg.read_text() + f"[memcached]\nservers = {mc.server}\n")
+    daemon = Daemon(cfg).start()
+    srv = WebServer(cfg, port=free_port()).start()
+    srv.pbx, srv.cfg = site.pbx, cfg
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        daemon.stop()
+        mc.stop()
+
+
+@pytest.fixture
+def drv():
+    from testbed.browser import new_browser, quit_browser
+    d = new_browser(lang="en")
+    try:
+        yield d
+    finally:
+        quit_browser(d)
+
+
+def open_panel(drv, board, user, path="/blf"):
+    from testbed.browser import login as browser_login
+    drv.delete_all_cookies()
+    browser_login(drv, board.url, user, PASSWORD)
+    drv.get(board.url + path)
+    wait_for(lambda: drv.execute_script("return !!document.querySelector('#ext-102 .num')"), 20, what="key 102")
+
+
+def buttons(drv, css=".act"):
+    return drv.execute_script(
+        "return Array.prototype.map.call(document.querySelectorAll(arguments[0]), function (b) {"
+        " var t = b.closest('.tile'); return [t ? t.getAttribute('data-exten') : '', b.getAttribute('data-act'),"
+        " b.getAttribute('aria-label') || ''] })", css)
+
+
+def test_action_buttons_only_for_what_the_user_may_do(board, drv):
+    open_panel(drv, board, "op")
+    wait_for(lambda: ["102", "dial"] in [b[:2] for b in buttons(drv)], 10, what="op's dial buttons")
+    got = buttons(drv, ".tile .act")
+    assert {(x, a) for x, a, _ in got} == {("102", "dial"), ("103", "dial")}, got   # not on the own key 101
+    assert all(label for _, _, label in got), got                                      # every button labelled
+    assert drv.execute_script("return !document.getElementById('blf-dialbox').hidden")
+    # queue member 101 of `support` is op's own: pause offered (op has `queue`)
+    wait_for(lambda: buttons(drv, ".member .act"), 10, what="pause button on op's queue member")
+    assert [b[1] for b in buttons(drv, ".member .act")] == ["pause"]
+    # viewer: view only, no button and no dial box, though it is the same page
+    open_panel(drv, board, "viewer")
+    wait_for(lambda: drv.execute_script("return document.getElementById('blf').getAttribute('data-can')") == "view",
+             10, what="viewer's permissions loaded")
+    assert buttons(drv) == []
+    assert drv.execute_script("return document.getElementById('blf-dialbox').hidden")
+    # a wall screen never has buttons, whoever is logged in
+    open_panel(drv, board, "op", "/blf/wall")
+    assert buttons(drv) == [] and drv.execute_script("return document.getElementById('blf').dataset.actions") == "0"
+
+
+def test_dial_button_on_a_key_rings_own_phone_then_the_key(board, drv):
+    open_panel(drv, board, "op")
+    wait_for(lambda: drv.find_elements("css selector", "#ext-102 .act-dial"), 10, what="dial on 102")
+    drv.find_element("css selector", "#ext-102 .act-dial").click()
+    wait_for(lambda: board.pbx.channels_of("101", "Ringing"), 10, what="101 ringing after the dial button")
+    assert not board.pbx.channels_of("102")
+    board.pbx.phones["101"].command("/accept")
+    wait_for(lambda: board.pbx.channels_of("102", "Ringing"), 10, what="102 ringing after 101 answered")
+
+
+def test_typed_number_dial_box_is_keyboard_usable(board, drv):
+    from selenium.webdriver.common.keys import Keys
+    open_panel(drv, board, "op")
+    wait_for(lambda: drv.execute_script("return !document.getElementById('blf-dialbox').hidden"), 10)
+    box = drv.find_element("id", "blf-dial-number")
+    box.send_keys("103", Keys.ENTER)
+    wait_for(lambda: board.pbx.channels_of("101", "Ringing"), 10, what="101 ringing for the typed number")
+
+
+def test_transfer_here_button_moves_the_users_call(board, drv):
+    open_panel(drv, board, "op")
+    talking(board, "103", "101")
+    # offered once the page sees op's own key in a call
+    wait_for(lambda: drv.find_elements("css selector", "#ext-102 .act-transfer"), 15, what="transfer on 102")
+    assert not drv.find_elements("css selector", "#ext-101 .act-transfer")
+    assert drv.find_elements("css selector", "#ext-101 .act-hangup"), "hang up on the own key in a call"
+    drv.find_element("css selector", "#ext-102 .act-transfer").click()
+    wait_for(lambda: board.pbx.channels_of("102", "Ringing"), 10, what="102 ringing with the transferred call")
+    wait_for(lambda: not board.pbx.channels_of("101"), 10, what="101 out of the call")
+
+
+def test_pickup_button_on_a_ringing_key(board, drv):
+    open_panel(drv, board, "op")
+    board.pbx.phones["103"].command("/dial 102")
+    wait_for(lambda: drv.find_elements("css selector", "#ext-102 .act-pickup"), 15, what="pick up on ringing 102")
+    drv.find_element("css selector", "#ext-102 .act-pickup").click()
+    wait_for(lambda: board.pbx.channels_of("101", "Ringing"), 10, what="the call ringing on 101")
+
+
+def test_buttons_fit_a_phone_screen(board, drv):
+    import os
+    from pathlib import Path
+    drv.set_window_size(390, 844)
+    open_panel(drv, board, "op")
+    inner, inner_h = drv.execute_script("return [window.innerWidth, window.innerHeight]")
+    drv.set_window_size(390 + (390 - inner), 844 + (844 - inner_h))     # the viewport, not the window
+    talking(board, "103", "101")
+    wait_for(lambda: drv.find_elements("css selector", "#ext-102 .act-transfer"), 15, what="buttons shown")
+    wait_for(lambda: drv.execute_script("return !document.getElementById('blf-dialbox').hidden"), 5)
+    assert drv.execute_script("return window.innerWidth") == 390
+    width = drv.execute_script("return document.documentElement.scrollWidth")
+    assert width <= 390, f"document {width} px wide at 390 px"
+    shots = Path(os.environ.get("ASTERISK_KIT_SCREENSHOTS") or "/tmp/asterisk-kit-screenshots")
+    shots.mkdir(parents=True, exist_ok=True)
+    drv.save_screenshot(str(shots / "panel-actions-390x844.png"))

@@ -53,6 +53,7 @@ def register(web) -> None:
         p = P.get(web.db(), web.user() or "")
         data = p.public() if p else {}
         data["actions_enabled"] = panel_for(web).enabled
+        data["queue_interface"] = web.cfg["blf"]["queue_interface"]    # the page maps queue members to keys
         return web.json(data)
 
     @app.post("/blf/action")

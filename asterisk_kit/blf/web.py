@@ -69,6 +69,14 @@ STRINGS = {
         "blf.no_missed": "пропущенных нет",
         "blf.missed_unavailable": "CDR недоступен",
         "blf.call_back": "Перезвонить",
+        "blf.act.dial": "Позвонить", "blf.act.dial_title": "Позвонить на {x} (сначала зазвонит ваш телефон)",
+        "blf.act.transfer": "Перевести сюда", "blf.act.transfer_title": "Перевести ваш звонок на {x}",
+        "blf.act.pickup": "Перехватить", "blf.act.pickup_title": "Перехватить звонок, звонящий на {x}",
+        "blf.act.hangup": "Завершить", "blf.act.hangup_title": "Завершить ваш звонок",
+        "blf.act.pause": "Пауза", "blf.act.pause_title": "Поставить {x} на паузу в очереди {q}",
+        "blf.act.unpause": "Снять паузу", "blf.act.unpause_title": "Снять {x} с паузы в очереди {q}",
+        "blf.act.number": "Номер", "blf.act.dial_number": "Позвонить на набранный номер",
+        "blf.act.drag": "Перетащите свою кнопку на номер, чтобы перевести звонок",
         "blf.tab.keys": "Абоненты",
         "blf.tab.queues": "Очереди и парковка",
         "blf.tab.missed": "Пропущенные",
@@ -124,6 +132,14 @@ STRINGS = {
         "blf.no_missed": "no missed calls",
         "blf.missed_unavailable": "CDR unavailable",
         "blf.call_back": "Call back",
+        "blf.act.dial": "Dial", "blf.act.dial_title": "Call {x} (your own phone rings first)",
+        "blf.act.transfer": "Transfer here", "blf.act.transfer_title": "Transfer your call to {x}",
+        "blf.act.pickup": "Pick up", "blf.act.pickup_title": "Pick up the call ringing on {x}",
+        "blf.act.hangup": "Hang up", "blf.act.hangup_title": "End your call",
+        "blf.act.pause": "Pause", "blf.act.pause_title": "Pause {x} in queue {q}",
+        "blf.act.unpause": "Unpause", "blf.act.unpause_title": "Unpause {x} in queue {q}",
+        "blf.act.number": "Number", "blf.act.dial_number": "Call the number typed",
+        "blf.act.drag": "Drag your key onto a number to transfer your call there",
         "blf.tab.keys": "Extensions",
         "blf.tab.queues": "Queues and parking",
         "blf.tab.missed": "Missed",
@@ -182,7 +198,8 @@ def register(web) -> None:
         return web.render("blf.html", st=st, groups=_grouped(st, web.t("blf.other_group")),
                           labels=json.dumps(labels(), ensure_ascii=False), kiosk=kiosk,
                           wall=kiosk or req.query.get("wall") == "1", anonymous=not web.user(),
-                          dial=bool(web.cfg["blf"]["action_ami_user"]) and dial_allowed(web, web.user()))
+                          dial=bool(web.cfg["blf"]["action_ami_user"]) and dial_allowed(web, web.user()),
+                          actions=bool(web.cfg["blf"]["action_ami_user"]))
 
     @app.get("/blf.json")
     @viewer

@@ -140,6 +140,103 @@
     });
     return b;
   }
+  // ---- panel actions: buttons only for what the logged-in user may do (GET /blf/permissions, once;
+  // never on a wall screen or for an anonymous viewer). The server checks every action again.
+  var me = null;      // {extension, perms: {dial: true, ...}, member: RegExp of the queue interface}
+  var RINGING = { ringing: 1, inuse_ringing: 1 };
+  var ICON = { dial: "☎", transfer: "⇥", pickup: "⤓", hangup: "✕", pause: "⏸", unpause: "▶" };
+  function may(p) { return !!(me && me.perms[p]); }
+  function inCall(t0) { return !!t0 && (t0.getAttribute("data-calls") > 0 || !!BUSY[t0.getAttribute("data-state")]); }
+  function actButton(kind, title, run) {
+    var b = el("button", "act act-" + kind, ICON[kind] + " " + L["blf.act." + kind]);
+    b.type = "button"; b.title = title; b.setAttribute("aria-label", title); b.setAttribute("data-act", kind);
+    b.addEventListener("click", function (ev) { ev.stopPropagation(); run(); });
+    return b;
+  }
+  function keyActions(t0) {
+    var box = t0.querySelector(".acts"), x = t0.getAttribute("data-exten"), want = [];
+    if (me) {
+      var own = x === me.extension, st = t0.getAttribute("data-state");
+      if (own) {
+        if (may("hangup") && inCall(t0)) { want.push("hangup"); }
+      } else {
+        if (may("dial")) { want.push("dial"); }
+        if (may("transfer") && inCall(document.getElementById("ext-" + me.extension))) { want.push("transfer"); }
+        if (may("pickup") && RINGING[st]) { want.push("pickup"); }
+      }
+      t0.classList.toggle("own", own);
+      t0.draggable = own && may("transfer") && inCall(t0);
+    }
+    if (!want.length) { if (box) { box.parentNode.removeChild(box); } return; }
+    if (box && box.getAttribute("data-acts") === want.join(" ")) { return; }     // unchanged: keep the focus
+    if (!box) { box = el("div", "acts"); t0.appendChild(box); }
+    box.setAttribute("data-acts", want.join(" "));
+    box.textContent = "";
+    want.forEach(function (kind) {
+      box.appendChild(actButton(kind, t("blf.act." + kind + "_title", { x: x }), function () {
+        window.akPanelAction(kind, kind === "hangup" ? "" : x);
+      }));
+    });
+  }
+  function refreshActions() {
+    var tiles = document.querySelectorAll("#blf-groups .tile");
+    for (var i = 0; i < tiles.length; i++) { keyActions(tiles[i]); }
+  }
+  function memberActions(li, queue, member) {
+    var m = me && me.member && me.member.exec(member.interface), x = m && m[1];
+    if (!x || !(x === me.extension ? may("queue") : may("queue_others"))) { return; }
+    var kind = member.paused ? "unpause" : "pause";
+    li.appendChild(actButton(kind, t("blf.act." + kind + "_title", { x: x, q: queue }), function () {
+      window.akPanelAction(kind, x === me.extension ? "" : x, { queue: queue });
+    }));
+  }
+  function loadPermissions() {
+    if (root.getAttribute("data-actions") !== "1") { return; }
+    var x = new XMLHttpRequest();
+    x.open("GET", "/blf/permissions"); x.setRequestHeader("Accept", "application/json");
+    x.onload = function () {
+      if (x.status !== 200) { return; }
+      var p = JSON.parse(x.responseText), perms = {};
+      root.setAttribute("data-can", p.actions_enabled ? (p.permissions || []).join(" ") : "");
+      if (!p.actions_enabled) { return; }
+      // without an own extension only another's queue member can be acted on
+      (p.permissions || []).forEach(function (k) { if (p.extension || k === "queue_others") { perms[k] = true; } });
+      var pat = (p.queue_interface || "").replace(/[.*+?^${}()|[\]\\]/g, "\\$&").replace("\\{exten\\}", "([0-9]+)");
+      me = { extension: p.extension || "", perms: perms, member: pat.indexOf("([0-9]+)") >= 0 ? new RegExp("^" + pat + "$") : null };
+      var box = document.getElementById("blf-dialbox");
+      if (box && may("dial")) {
+        box.hidden = false;
+        box.addEventListener("submit", function (ev) {
+          ev.preventDefault();
+          var n = document.getElementById("blf-dial-number").value.replace(/\s+/g, "");
+          if (n) { window.akPanelAction("dial", n); }
+        });
+      }
+      refreshActions(); renderQueues();
+    };
+    x.send();
+  }
+  // drag the own key (in a call) onto another key: blind transfer there
+  (function () {
+    var groups = document.getElementById("blf-groups"), dragging = false;
+    function target(ev) {
+      var t0 = ev.target.closest && ev.target.closest(".tile");
+      return dragging && t0 && me && t0.getAttribute("data-exten") !== me.extension ? t0 : null;
+    }
+    groups.addEventListener("dragstart", function (ev) {
+      dragging = !!(ev.target.classList && ev.target.classList.contains("own"));
+      if (dragging) { ev.dataTransfer.setData("text/plain", me.extension); ev.dataTransfer.effectAllowed = "move"; }
+    });
+    groups.addEventListener("dragend", function () { dragging = false; });
+    groups.addEventListener("dragover", function (ev) { if (target(ev)) { ev.preventDefault(); } });
+    groups.addEventListener("drop", function (ev) {
+      var t0 = target(ev);
+      if (!t0) { return; }
+      ev.preventDefault(); dragging = false;
+      window.akPanelAction("transfer", t0.getAttribute("data-exten"));
+    });
+  })();
+
   function renderQueues() {
     var box = document.getElementById("blf-queues");
     box.textContent = "";
@@ -172,6 +269,7 @@
         var li = el("li", "member " + what, (x.name || x.interface) + " — " + label +
                     (x.paused && x.paused_reason ? " (" + x.paused_reason + ")" : ""));
         li.setAttribute("data-member", x.interface);
+        memberActions(li, name, x);
         m.appendChild(li);
       });
       card.appendChild(m);
@@ -259,7 +357,7 @@
       if ("parking" in msg) { parking = msg.parking; }
       if (needRebuild) { fetchFull(); }
     }
-    renderQueues(); renderParked(); updateSide();
+    refreshActions(); renderQueues(); renderParked(); updateSide();
     setStale(msg.stale);
     root.setAttribute("data-seq", msg.seq);
     filter(); tick();
@@ -296,7 +394,7 @@
   // Call back (and any other panel action): POST /blf/action with the page's CSRF token; the server
   // checks the user's permissions, audits and answers; the answer is shown for a few seconds.
   if (!window.akPanelAction) {
-    window.akPanelAction = function (action, target) {
+    window.akPanelAction = function (action, target, extra) {
       var tok = document.querySelector('input[name="csrf"]');
       var note = document.getElementById("blf-action-note");
       if (!note) {
@@ -310,12 +408,16 @@
       return fetch("/blf/action", {method: "POST", credentials: "same-origin",
         headers: {"Content-Type": "application/json", "Accept": "application/json",
                   "X-CSRF-Token": tok ? tok.value : ""},
-        body: JSON.stringify({action: action, target: target})})
+        body: JSON.stringify(Object.assign({action: action, target: target}, extra || {}))})
         .then(function (r) { return r.json().then(function (j) { return [r.ok, j]; }); })
-        .then(function (res) { show(res[0] ? "✓ " + action + " " + target : (res[1].error || "error"), res[0]); return res[1]; })
+        .then(function (res) {
+          var label = L["blf.act." + action] || action;
+          show(res[0] ? "✓ " + label + " " + target : (res[1].error || "error"), res[0]); return res[1];
+        })
         .catch(function () { show("error", false); });
     };
   }
+  loadPermissions();
   window.akPanelRefreshMissed = loadMissed;     // for the actions side (after a call back) and tests
 
   // The browser reconnects by itself after a dropped stream; after a refusal (503: too many viewers,
