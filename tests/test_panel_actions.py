@@ -283,8 +283,10 @@ def board(site, tmp_path_factory):
     site.pbx.a.add_test_dialplan("hints", hints("ext-local", ("101", "102", "103"), prefix="PJSIP/"))
     mc = Memcached().start()
     cfg = tmp_path_factory.mktemp("board") / "kit.ini"
-    # the same store (users, permissions) and Asterisk; the daemon uses [asterisk]'s test AMI user
-    cfg.write_text(site.cfg.read_text() + f"[memcached]\nservers = {mc.server}\n")
+    # the same store (users, permissions) and Asterisk; the daemon uses [asterisk]'s test AMI user. The
+    # rate limit counts op's attempts of the whole module (the same audit table): raised for these tests.
+    text = site.cfg.read_text().replace("[blf]\n", "[blf]\nactions_per_minute = 500\n", 1)
+    cfg.write_text(text + f"[memcached]\nservers = {mc.server}\n")
     daemon = Daemon(cfg).start()
     srv = WebServer(cfg, port=free_port()).start()
     srv.pbx, srv.cfg = site.pbx, cfg
@@ -397,3 +399,54 @@ def test_buttons_fit_a_phone_screen(board, drv):
     shots = Path(os.environ.get("ASTERISK_KIT_SCREENSHOTS") or "/tmp/asterisk-kit-screenshots")
     shots.mkdir(parents=True, exist_ok=True)
     drv.save_screenshot(str(shots / "panel-actions-390x844.png"))
+
+
+def test_hang_up_button_on_own_key_and_drag_own_key_to_transfer(board, drv):
+    open_panel(drv, board, "op")
+    talking(board, "103", "101")
+    # drag op's own key (in a call) onto 102: the page's drag-and-drop handlers with the browser's own
+    # DragEvent/DataTransfer (WebDriver cannot drive HTML5 drag-and-drop with the mouse)
+    wait_for(lambda: drv.execute_script("return document.getElementById('ext-101').draggable"), 15,
+             what="own key draggable in a call")
+    drv.execute_script("""
+        var dt = new DataTransfer(), src = document.getElementById('ext-101');
+        var dst = document.querySelector('#ext-102 .num');
+        src.dispatchEvent(new DragEvent('dragstart', {bubbles: true, dataTransfer: dt}));
+        dst.dispatchEvent(new DragEvent('dragover', {bubbles: true, cancelable: true, dataTransfer: dt}));
+        dst.dispatchEvent(new DragEvent('drop', {bubbles: true, cancelable: true, dataTransfer: dt}));
+        src.dispatchEvent(new DragEvent('dragend', {bubbles: true, dataTransfer: dt}));""")
+    wait_for(lambda: board.pbx.channels_of("102", "Ringing"), 10, what="102 ringing after the drop")
+    wait_for(lambda: not board.pbx.channels_of("101"), 10, what="101 out of the call")
+    board.pbx.hangup_all()
+    talking(board, "103", "101")
+    wait_for(lambda: drv.find_elements("css selector", "#ext-101 .act-hangup"), 15, what="hang up on own key")
+    drv.find_element("css selector", "#ext-101 .act-hangup").click()
+    wait_for(lambda: not board.pbx.channels_of("101") and not board.pbx.channels_of("103"), 10, what="call ended")
+
+
+def test_pause_button_on_own_queue_member(board, drv):
+    open_panel(drv, board, "op")
+    wait_for(lambda: drv.find_elements("css selector", ".member .act-pause"), 15, what="pause button")
+    drv.find_element("css selector", ".member .act-pause").click()
+    wait_for(lambda: queue_paused(board) == "1", 10, what="101 paused in QueueStatus")
+    wait_for(lambda: drv.find_elements("css selector", ".member .act-unpause"), 15, what="unpause button")
+    drv.find_element("css selector", ".member .act-unpause").click()
+    wait_for(lambda: queue_paused(board) == "0", 10, what="101 unpaused in QueueStatus")
+
+
+def test_server_refusal_of_a_button_is_shown_and_nothing_sent(board, drv):
+    """The page's buttons are a convenience: permissions taken away after the page loaded are refused
+    by the server (403) and the page says so."""
+    open_panel(drv, board, "op")
+    wait_for(lambda: drv.find_elements("css selector", "#ext-102 .act-dial"), 10, what="dial on 102")
+    kit(board.cfg, "user", "set", "op", "--deny", "dial", check=True)
+    try:
+        before = board.pbx.panel_logins()
+        drv.find_element("css selector", "#ext-102 .act-dial").click()
+        wait_for(lambda: drv.execute_script(
+            "var n = document.getElementById('blf-action-note'); return n && n.className.indexOf('error') >= 0"
+            " && n.textContent"), 10, what="the refusal shown")
+        assert drv.find_element("id", "blf-action-note").text in ("Нет права на это действие", "You may not do this")
+        assert board.pbx.panel_logins() == before and not board.pbx.channels_of("101")
+    finally:
+        kit(board.cfg, "user", "set", "op", "--allow", "dial", check=True)
