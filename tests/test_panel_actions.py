@@ -450,3 +450,26 @@ def test_server_refusal_of_a_button_is_shown_and_nothing_sent(board, drv):
         assert board.pbx.panel_logins() == before and not board.pbx.channels_of("101")
     finally:
         kit(board.cfg, "user", "set", "op", "--allow", "dial", check=True)
+
+
+def test_a_user_limited_to_a_group_sees_only_its_keys_in_json_and_stream(board):
+    """`user set sales --groups Sales` limits what sales SEES too: /blf.json and the live stream
+    carry the Sales keys (101, 102) and never Support's 103; op (every group) gets all three."""
+    import json as _json
+
+    def keys_seen(user):
+        s = login(board, user)
+        wait_for(lambda: s.get(board.url + "/blf.json", timeout=10).json()["extensions"], 20, what="keys")
+        from_json = {e["exten"] for e in s.get(board.url + "/blf.json", timeout=10).json()["extensions"]}
+        with s.get(board.url + "/blf/events", stream=True, timeout=10) as r:
+            assert r.status_code == 200
+            buf = b""
+            for chunk in r.iter_content(chunk_size=None):
+                buf += chunk
+                if b"\n\n" in buf and b"data: " in buf.split(b"\n\n")[0]:
+                    break
+        first = _json.loads(buf.split(b"\n\n")[0].rpartition(b"data: ")[2])
+        return from_json, {e["exten"] for e in first["extensions"]}
+
+    assert keys_seen("sales") == ({"101", "102"}, {"101", "102"})
+    assert keys_seen("op") == ({"101", "102", "103"}, {"101", "102", "103"})
