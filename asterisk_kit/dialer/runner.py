@@ -17,6 +17,7 @@ import logging
 import re
 import sqlite3
 import time
+from collections import Counter
 from typing import Any, Callable, Dict, Optional
 
 from .. import storage
@@ -28,7 +29,7 @@ _DIALSTATUS = {"BUSY": "busy", "NOANSWER": "no_answer", "CANCEL": "no_answer", "
                "CHANUNAVAIL": "failed", "DONTCALL": "failed", "TORTURE": "failed", "INVALIDARGS": "failed"}
 # Asterisk's Status: line of an archived call file -> result when the dialplan reported nothing
 _FILE_STATUS = {"Completed": "answered", "Expired": "no_answer", "Failed": "failed"}
-_LOCAL_CALL = re.compile(r"Local/[0-9]+@avtoobzvon(-ivr)?-[0-9a-f]+;1$")
+_LOCAL_CALL = re.compile(r"Local/([0-9]+)@avtoobzvon(?:-ivr)?-[0-9a-f]+;1$")
 
 
 def outcome(answered: int, dialstatus: Optional[str], file_status: Optional[str]) -> str:
@@ -49,7 +50,8 @@ class InProgress:
         self.refused = False
         self._refusal_logged = -1e9
 
-    def channels(self) -> Optional[int]:
+    def channels(self) -> Optional[Counter]:
+        """The autodialer's calls Asterisk has channels for, per number (None: AMI cannot tell)."""
         from ..ami import AmiActionError, AmiClient, AmiError, ami_credentials
         from ..amiroles import refusal_hint
         self.refused = False
@@ -57,7 +59,7 @@ class InProgress:
             if self.ami is None:
                 self.ami = AmiClient.from_config(self.cfg, "dialer").connect()   # [dialer] ami_user, else [asterisk]
             _, events = self.ami.list_action("CoreShowChannels")
-            return sum(1 for e in events if _LOCAL_CALL.match(e.get("Channel", "")))
+            return Counter(m.group(1) for m in (_LOCAL_CALL.match(e.get("Channel", "")) for e in events) if m)
         except AmiActionError as e:
             # Login or CoreShowChannels refused: counting zero calls would hand everything over at once.
             self.refused = True
@@ -78,13 +80,17 @@ class InProgress:
         """Calls in progress of RUN_ID (its call files in outgoing/, Asterisk keeps each until the call
         ends), or of the whole autodialer (also its Local channels); None when AMI refuses to tell (then
         nothing is handed over)."""
-        files = len(self.spool.waiting(run_id))
+        waiting = self.spool.waiting(run_id)
         if run_id is not None:
-            return files
+            return len(waiting)
         chans = self.channels()
         if self.refused:
             return None
-        return max(files, chans or 0)
+        # Per number, the larger of its call files still in outgoing/ and its channels: a file not yet
+        # picked up has no channel, a call whose file is already archived may still have one; max()
+        # of the two totals undercounted when both kinds were there at once (7 calls under a cap of 6).
+        files = Counter((parse_name(p.name) or (0, p.name, 0))[1] for p in waiting)
+        return sum(max(files[n], (chans or Counter())[n]) for n in set(files) | set(chans or ()))
 
     def close(self) -> None:
         if self.ami is not None:
