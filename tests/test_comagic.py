@@ -175,6 +175,19 @@ def test_minute_limit_is_waited_for_not_hit(fakes):
     assert f.report_requests == 8 and f.errors_sent == []
 
 
+def test_an_answer_overtaken_by_a_later_one_does_not_restore_spent_points(fakes):
+    # Pages go two at a time. Page 1's answer (counted first: 2 points left) is held back until page
+    # 2's (counted second: 1 left) has arrived; trusting the older answer promised a spent point and
+    # hit the limit (seen in CI under load).
+    f = fakes(calls=600, days=1, minute_limit=4, minute_window=1.5)
+    f.held_back[3] = 0.4     # probe, count, then the first two pages: hold page 1's answer
+    c = api.ComagicClient(f.url, access_token=f.permanent_key, max_rate_wait=10)
+    rows = [r for p in c.iter_calls(dt.datetime(2026, 1, 1), dt.datetime(2026, 1, 2), ["id"], page_limit=100)
+            for r in p]
+    assert sorted(r["id"] for r in rows) == list(range(1, 601))
+    assert f.errors_sent == [] and f.report_requests == 8
+
+
 def test_day_limit_beyond_allowed_wait_fails_fast_and_clearly(fakes):
     f = fakes(day_limit=2)
     c = api.ComagicClient(f.url, access_token=f.permanent_key, max_rate_wait=30)

@@ -82,6 +82,14 @@ def error_from(obj: Any) -> ComagicError:
                field=str(data.get("field") or ""), data=data)
 
 
+def _fresher(new: dict, old: dict) -> bool:
+    # `old` has had points taken off since; compare the server's own figures.
+    a, b = new.get("day_remaining"), old.get("server_day_remaining")
+    if not isinstance(a, (int, float)) or not isinstance(b, (int, float)):
+        return True
+    return a < b
+
+
 class ComagicClient:
     def __init__(self, url: str, *, login: str = "", password: str = "", access_token: str = "",
                  timeout: float = 120.0, max_rate_wait: float = 300.0, retries: int = 4,
@@ -108,6 +116,12 @@ class ComagicClient:
         self._count_lock = threading.Lock()
         self._limits_lock = threading.Lock()
         self._in_flight = 0
+        # Two pages in flight can be answered out of order, and the staler answer must not replace the
+        # fresher count (seen in CI: it promised a point already spent). day_remaining only falls
+        # during a day, so it orders the answers as the server counted them. Requests are numbered as
+        # they are sent, to ignore answers to requests sent before a wait for a reset.
+        self._sent = 0
+        self._limits_from = 0
 
     @classmethod
     def from_config(cls, cfg, **kw) -> "ComagicClient":
@@ -120,7 +134,7 @@ class ComagicClient:
 
     # ---- transport ---------------------------------------------------------------------------
 
-    def _post(self, method: str, params: dict) -> dict:
+    def _post(self, method: str, params: dict, seq: int = 0) -> dict:
         """One request; returns `result` or raises the typed error."""
         body = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}
         with self._count_lock:
@@ -148,9 +162,11 @@ class ComagicClient:
         limits = (result.get("metadata") or {}).get("limits")
         if isinstance(limits, dict):
             with self._limits_lock:
+                if seq < self._limits_from or not _fresher(limits, self.limits):
+                    return result
                 # The answer does not know of the other request still in flight: take its point too.
                 others = self._in_flight - 1
-                self.limits = dict(limits, seen_at=time.monotonic())
+                self.limits = dict(limits, seen_at=time.monotonic(), server_day_remaining=limits.get("day_remaining"))
                 for which in ("minute", "day"):
                     if isinstance(self.limits.get(f"{which}_remaining"), (int, float)):
                         self.limits[f"{which}_remaining"] -= max(others, 0)
@@ -176,11 +192,11 @@ class ComagicClient:
                 with self._login_lock:      # pages are fetched two at a time: one login for both
                     if self._token is None:
                         self.login()
-            self._respect_limits()          # counts this request in flight until it is answered
+            seq = self._respect_limits()    # counts this request in flight until it is answered
             try:
                 try:
                     used = self._token
-                    return self._post(method, dict(params, access_token=used))
+                    return self._post(method, dict(params, access_token=used), seq)
                 finally:
                     with self._limits_lock:
                         self._in_flight -= 1
@@ -223,7 +239,7 @@ class ComagicClient:
             return max(float(self.limits[f"{which}_reset"]) - self._elapsed(), 0.0)
         return 60.0 if which == "minute" else float("inf")
 
-    def _respect_limits(self) -> None:
+    def _respect_limits(self) -> int:
         # Under a lock, and each request takes its point from the last limits seen: two pages in
         # flight must not both spend the minute's last point.
         with self._limits_lock:
@@ -234,13 +250,21 @@ class ComagicClient:
                     left = float(reset) - self._elapsed()
                     if left > 0:
                         self._wait(left, f"{which} limit of {lim.get(f'{which}_limit', '?')} points used up")
-                    self.limits = {}
+                    self._forget_limits()
                     self._in_flight += 1
-                    return
+                    self._sent += 1
+                    return self._sent
             for which in ("minute", "day"):
                 if isinstance(lim.get(f"{which}_remaining"), (int, float)):
                     lim[f"{which}_remaining"] -= 1
             self._in_flight += 1
+            self._sent += 1
+            return self._sent
+
+    def _forget_limits(self) -> None:
+        # After a reset the answers still on their way describe the old window: ignore them.
+        self.limits = {}
+        self._limits_from = self._sent + 1
 
     def _wait(self, seconds: float, why: str) -> None:
         seconds = max(seconds, 0.0) + 0.2  # past the reset, not on it
@@ -251,7 +275,7 @@ class ComagicClient:
         log.info("CoMagic rate limit: %s; waiting %.1f s for the reset", why, seconds)
         self.waited_seconds += seconds
         self._sleep(seconds)
-        self.limits = {}
+        self._forget_limits()
 
     # ---- calls report ------------------------------------------------------------------------
 

@@ -56,6 +56,7 @@ class FakeComagic(LocalServer):
         self.minute_limit, self.minute_window, self.day_limit = minute_limit, minute_window, day_limit
         self.seed = seed
         self.faults: Dict[int, str] = {}
+        self.held_back: Dict[int, float] = {}   # report request number -> seconds its answer is held back
         self.tokens: Dict[str, float] = {}      # token -> expires at (monotonic)
         self.lock = threading.Lock()
         self.report_requests = 0
@@ -199,7 +200,10 @@ class FakeComagic(LocalServer):
             return self._login(id_, params)
         if method == "get.calls_report":
             with self.lock:
-                return self._report(id_, params)
+                answer = self._report(id_, params)
+                hold = self.held_back.pop(self.report_requests, 0.0)
+            time.sleep(hold)   # counted now, answered late: answers arrive out of order
+            return answer
         return self._err(id_, -32601, f"Method {method} not found", "method_not_found")
 
     def _check_params(self, id_, params, allowed, required):
