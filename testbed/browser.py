@@ -69,3 +69,46 @@ def browser():
     drv = new_browser()
     yield drv
     quit_browser(drv)
+
+
+SIZES = ((1280, 900), (390, 844))
+
+
+def shots_dir():
+    import os
+    from pathlib import Path
+    d = Path(os.environ.get("ASTERISK_KIT_SCREENSHOTS") or "/tmp/asterisk-kit-screenshots")
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def overflow(drv) -> tuple:
+    """(document width, viewport width) as the browser measures them: a page fits when the first is
+    not larger than the second (no horizontal scrolling)."""
+    return tuple(drv.execute_script(
+        "return [document.documentElement.scrollWidth, window.innerWidth]"))
+
+
+def screenshots_fit(drv, url: str, name: str, sizes=SIZES, ready=None) -> dict:
+    """Open URL at each window size, save NAME-WxH.png in the screenshots folder and return
+    {size: (document width, viewport width)} for the sizes where the page is wider than the screen
+    (an empty dict: it fits everywhere). READY(drv), if given, is waited for before measuring."""
+    too_wide = {}
+    try:
+        for w, h in sizes:
+            drv.set_window_size(w, h)
+            drv.get(url)
+            if ready is not None:
+                wait_for(lambda: ready(drv), what=f"{name} ready at {w}x{h}")
+            # set_window_size sets the outer window; make the inner viewport the wanted size.
+            iw, ih = drv.execute_script("return [window.innerWidth, window.innerHeight]")
+            if (iw, ih) != (w, h):
+                drv.set_window_size(w + (w - iw), h + (h - ih))
+                time.sleep(0.2)
+            drv.save_screenshot(str(shots_dir() / f"{name}-{w}x{h}.png"))
+            doc, view = overflow(drv)
+            if doc > view:
+                too_wide[f"{w}x{h}"] = (doc, view)
+    finally:
+        drv.set_window_size(1280, 900)
+    return too_wide

@@ -12,7 +12,7 @@ import ipaddress
 import json
 import logging
 import threading
-from typing import Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 from urllib.parse import quote, urlsplit
 
 import bottle
@@ -20,7 +20,7 @@ from jinja2 import Environment, FileSystemLoader
 
 from .. import storage
 from ..resources import shipped
-from . import auth, i18n, sessions
+from . import auth, flash, i18n, sessions
 
 SESSION_COOKIE = "ak_session"
 LOGIN_COOKIE = "ak_login"       # the login form's double-submit CSRF token (no session before login)
@@ -162,6 +162,23 @@ class WebKit:
 
     def set_session_cookie(self, sid: str) -> None:
         bottle.response.set_cookie(SESSION_COOKIE, sid, path="/", httponly=True, samesite="lax", secure=self.secure)
+
+    def redirect_with(self, path: str, *, errors: Optional[Dict[str, str]] = None,
+                      form: Optional[Dict[str, str]] = None, notice: str = "", anchor: str = ""):
+        """Answer a form with a 303 to PATH (no resubmission on reload), carrying its errors
+        (field id -> message, shown at the top with a link to the field), the typed input and a
+        notice to that page's next view (see `flashed`)."""
+        s = self.session()
+        if s is not None and (errors or form or notice):
+            flash.put(self.db(), s.sid, path.split("?")[0],
+                      {"errors": errors or {}, "form": form or {}, "notice": notice})
+        bottle.redirect(path + (f"#{anchor}" if anchor else ""), 303)
+
+    def flashed(self) -> Dict[str, Any]:
+        """What the last form sent to this page with redirect_with: {errors, form, notice}, once."""
+        s = self.session()
+        data = flash.take(self.db(), s.sid, bottle.request.path) if s is not None else None
+        return data or {"errors": {}, "form": {}, "notice": ""}
 
     def json(self, data, status: int = 200):
         bottle.response.status = status

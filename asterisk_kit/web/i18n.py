@@ -22,6 +22,9 @@ STRINGS: Dict[str, Dict[str, str]] = {
         "login.failed": "Неверное имя пользователя или пароль.",
         "login.locked": "Слишком много неудачных попыток. Попробуйте снова через {minutes} мин.",
         "login.expired": "Сеанс истёк, войдите снова.",
+        "form.errors": "Форма не сохранена: исправьте отмеченное.",
+        "dnav.campaigns": "Кампании", "dnav.suppressed": "Не звонить", "dnav.sounds": "Сообщения",
+        "dnav.tokens": "API-ключи",
         "login.ended": "Сеанс завершён (истёк, сменён пароль или выполнен выход). Войдите снова — "
                        "вы вернётесь на ту же страницу, введённые данные будут восстановлены.",
         "login.busy": "Сервер занят проверкой паролей. Повторите через несколько секунд.",
@@ -50,6 +53,9 @@ STRINGS: Dict[str, Dict[str, str]] = {
         "login.failed": "Wrong user name or password.",
         "login.locked": "Too many failed attempts. Try again in {minutes} min.",
         "login.expired": "Your session has expired, please log in again.",
+        "form.errors": "The form was not saved: correct what is marked.",
+        "dnav.campaigns": "Campaigns", "dnav.suppressed": "Do not call", "dnav.sounds": "Messages",
+        "dnav.tokens": "API tokens",
         "login.ended": "Your session has ended (expired, password changed or logged out). Log in again: "
                        "you will come back to the same page with what you typed.",
         "login.busy": "The server is busy checking passwords. Try again in a few seconds.",
