@@ -56,6 +56,21 @@ def _dial_out(v: str) -> str:
     return s
 
 
+def _sounds_dir(v: str) -> str:
+    # The path goes into Playback(), whose arguments are comma separated (see sounds.SoundStore).
+    s = v.strip()
+    if s and not re.fullmatch(r"/[A-Za-z0-9/._-]*", s):
+        raise Invalid("an absolute path of letters, digits and / . _ - (it goes into Playback()), or empty")
+    return s
+
+
+def _tts_voice(v: str) -> str:
+    s = v.strip()
+    if not re.fullmatch(r"[a-z]{2,3}(-[A-Za-z0-9]{1,8})?(\+[a-z0-9]{1,12})?", s):
+        raise Invalid("an espeak-ng voice name such as ru, en-us or ru+f3")
+    return s
+
+
 def _sound(v: str) -> str:
     s = v.strip()
     if not _SOUND.fullmatch(s):
@@ -109,5 +124,18 @@ SECTIONS: Dict[str, Section] = {
                                                                              "through the page (pasted or uploaded), "
                                                                              "in bytes; the web app keeps request "
                                                                              "bodies up to this size in memory."),
+        # Messages staff upload or type on the /dialer/sounds page (sounds.SoundStore, tts.Speech).
+        "sounds_dir": Key(_sounds_dir, "", "Folder of the messages uploaded on the page, converted to 8 kHz mono "
+                                           "WAV (empty: DATA_DIR/sounds). Asterisk must be able to read it."),
+        "sound_max_mb": Key(int_range(1, 500), "20", "Largest recording accepted for upload, in MB."),
+        "sound_max_seconds": Key(int_range(1, 3600), "300", "Longest message accepted, in seconds (uploaded or "
+                                                            "spoken)."),
+        "sound_convert_timeout": Key(int_range(5, 3600), "60", "Seconds ffmpeg (and espeak-ng) may take for one "
+                                                               "message before it is stopped."),
+        "tts_voice": Key(_tts_voice, "ru", "espeak-ng voice of the text-to-speech messages (ru: Russian; e.g. "
+                                           "ru+f3 for a female variant)."),
+        "tts_rate": Key(int_range(80, 450), "150", "Speed of the text-to-speech messages, words per minute."),
+        "tts_max_chars": Key(int_range(1, 10000), "1000", "Longest text accepted for a text-to-speech message, in "
+                                                          "characters."),
     }),
 }
