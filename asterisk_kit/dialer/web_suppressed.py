@@ -278,6 +278,7 @@ def register(web) -> None:
             lines.append(web.t("sup.import.more", n=len(rejected) - REPORT_LINES))
         web.log.info("dialer: %s imported a do-not-call list: %d added, %d already there, %d rejected",
                      web.user(), added, len(good) - added, len(rejected))
-        # Rejected pasted lines stay in the box, to be corrected and sent again.
-        kept = "\n".join(line for _, line, _ in rejected) if not is_file else ""
+        # Rejected pasted lines stay in the box, to be corrected and sent again (a file wins over the box,
+        # whose text is then kept as it was).
+        kept = text if is_file else "\n".join(line for _, line, _ in rejected)
         web.redirect_with(PATH, notice=summary, form={"text": kept, "report": "\n".join(lines)}, anchor="import")
