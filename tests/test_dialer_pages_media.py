@@ -128,7 +128,8 @@ def test_config_keys_of_the_messages():
 # ---- the do-not-call list ------------------------------------------------------------------------
 
 def sup_rows(drv) -> dict:
-    return {tr.get_attribute("data-number"): tr for tr in drv.find_elements(By.CSS_SELECTOR, "#sup-table tr[data-number]")}
+    return {tr.get_attribute("data-number"): tr
+            for tr in drv.find_elements(By.CSS_SELECTOR, "#sup-table tr[data-number]")}
 
 
 def stored(site) -> dict:
@@ -137,7 +138,8 @@ def stored(site) -> dict:
 
 def test_suppression_add_search_remove_import(site, drv, tmp_path):
     drv.get(site.url + "/dialer/suppressed")
-    assert drv.find_element(By.CSS_SELECTOR, "#dialer-nav a.active").get_attribute("href").endswith("/dialer/suppressed")
+    active = drv.find_element(By.CSS_SELECTOR, "#dialer-nav a.active")
+    assert active.get_attribute("href").endswith("/dialer/suppressed")
     assert drv.find_element(By.ID, "sup-empty").text == "Список пуст."
 
     # Add: normalised like every number; a bad one is refused at the top, linking to the field, input kept.
@@ -260,7 +262,8 @@ def test_upload_preview_and_bad_files(site, drv, tmp_path):
     sid = li.get_attribute("data-sound")
     assert re.fullmatch(r"[0-9a-f]{32}", sid)
     audio = li.find_element(By.TAG_NAME, "audio")
-    assert audio.get_attribute("controls") is not None and audio.get_attribute("src").endswith(f"/dialer/sounds/{sid}.wav")
+    assert audio.get_attribute("controls") is not None
+    assert audio.get_attribute("src").endswith(f"/dialer/sounds/{sid}.wav")
     row = db(site).execute("SELECT * FROM dialer_sounds WHERE id = ?", (sid,)).fetchone()
     assert (row["title"], row["kind"], row["by_user"]) == ("Приветствие", "upload", "olga")
     assert abs(row["seconds"] - 2.0) < 0.05

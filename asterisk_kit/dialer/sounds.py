@@ -16,9 +16,8 @@ ffmpeg reads untrusted input here, so it may only open the one temp file (`-prot
 with an audio demuxer from a short list (`-format_whitelist`): an uploaded HLS/concat playlist that
 points at other local files is refused instead of being followed.
 
-Config (read with defaults until the campaign settings land): `[dialer] sounds_dir`
-(default DATA_DIR/sounds), `sound_max_mb` (20), `sound_max_seconds` (300),
-`sound_convert_timeout` (60 s); temp files in DATA_DIR/tmp.
+Config (dialer/settings.py): `[dialer] sounds_dir` (empty: DATA_DIR/sounds), `sound_max_mb` (20),
+`sound_max_seconds` (300), `sound_convert_timeout` (60 s); temp files in DATA_DIR/tmp.
 """
 from __future__ import annotations
 

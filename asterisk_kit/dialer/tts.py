@@ -11,7 +11,7 @@ text, not an option; no shell), plain text mode (no SSML). The result is convert
 `SoundStore.add_rendered` exactly like an upload and cached under a hash of (engine, voice, rate,
 text): the same text twice is rendered once.
 
-Config (read with defaults): `[dialer] tts_voice` (ru), `tts_rate` (words per minute, 150),
+Config (dialer/settings.py): `[dialer] tts_voice` (ru), `tts_rate` (words per minute, 150),
 `tts_max_chars` (1000).
 """
 from __future__ import annotations
