@@ -393,3 +393,24 @@ def test_pages_fit_a_phone_in_both_languages(site, drv, tmp_path):
     assert drv.find_element(By.CSS_SELECTOR, "#dialer-nav a.active").text == "Messages"
     assert drv.find_element(By.ID, "upload").find_element(By.TAG_NAME, "h2").text == "Upload a recording"
     drv.get(f"{site.url}/lang/ru?next=/")
+
+
+def test_without_espeak_ng_and_ffmpeg_the_page_says_so(site, monkeypatch, tmp_path):
+    """A PBX without the Debian packages: the speech form is replaced by a line saying espeak-ng is not
+    installed, and an upload is refused naming ffmpeg (no traceback, nothing stored)."""
+    monkeypatch.setenv("PATH", str(tmp_path / "no-tools"))
+    srv = WebServer(site.cfg).start()
+    try:
+        s = requests.Session()
+        tok = re.search(r'name="csrf" value="([^"]+)"', s.get(srv.url + "/login", timeout=10).text).group(1)
+        s.post(srv.url + "/login", data={"csrf": tok, "user": "olga", "password": PASSWORD}, timeout=10)
+        page = s.get(srv.url + "/dialer/sounds", timeout=10).text
+        assert 'id="tts-missing"' in page and "не установлен espeak-ng" in page and 'id="tts-form"' not in page
+        tok = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+        before = db(site).execute("SELECT count(*) FROM dialer_sounds").fetchone()[0]
+        r = s.post(srv.url + "/dialer/sounds/upload", data={"csrf": tok, "title": "x"},
+                   files={"file": ("a.mp3", b"ID3" + b"\0" * 500, "audio/mpeg")}, timeout=30)
+        assert r.status_code == 200 and "На сервере не установлен ffmpeg" in r.text
+        assert db(site).execute("SELECT count(*) FROM dialer_sounds").fetchone()[0] == before
+    finally:
+        srv.stop()
