@@ -346,8 +346,8 @@ def register(web) -> None:
         return web.render("dialer_run.html", run=r, calls=store.calls(c, run_id),
                           active=r["status"] in store.ACTIVE)
 
-    from . import web_api       # the JSON API and its tokens page (/api/dialer/v1, /dialer/tokens)
-    web_api.register(web)
+    from . import web_api
+    web_api.register(web)       # the JSON API and its tokens page (/api/dialer/v1, /dialer/tokens)
 
 
 def _form(f):

@@ -40,6 +40,7 @@ STRINGS = {
                         "Описание API: docs/dialer-api.md.",
         "tokens.new": "Новый ключ",
         "tokens.name": "Название (для чего ключ)",
+        "tokens.col.name": "Название",
         "tokens.scope": "Доступ",
         "tokens.scope.all": "все кампании",
         "tokens.expires": "Действует до (необязательно)",
@@ -71,6 +72,7 @@ STRINGS = {
                         "the results. The API is described in docs/dialer-api.md.",
         "tokens.new": "New token",
         "tokens.name": "Name (what the token is for)",
+        "tokens.col.name": "Name",
         "tokens.scope": "Access",
         "tokens.scope.all": "all campaigns",
         "tokens.expires": "Valid until (optional)",
@@ -101,8 +103,9 @@ STRINGS = {
 # Plain-English reasons for a rejected number (the API answers in English, the key is stable).
 REASONS = {
     "number.empty": "empty number", "number.chars": "only digits (and +7 at the start) are allowed",
-    "number.pattern": "does not match the configured number format", "digit.bad": "the digit must be one of 0-9 or empty",
-    "comment.long": "comment longer than 200 characters", "item.bad": "not a number string or an object with \"number\"",
+    "number.pattern": "does not match the configured number format",
+    "digit.bad": "the digit must be one of 0-9 or empty", "comment.long": "comment longer than 200 characters",
+    "item.bad": "not a number string or an object with \"number\"",
 }
 
 
@@ -170,16 +173,17 @@ def iso(cfg, t: Optional[float]) -> Optional[str]:
     return None if t is None else dt.datetime.fromtimestamp(t, schedule.tz(cfg)).isoformat(timespec="seconds")
 
 
-def parse_numbers(data: Any, rules: NumberRules) -> Tuple[List[Tuple[int, Entry]], List[Dict[str, Any]]]:
-    """The request's items -> (index, entry) to store (a number given twice: the last one wins) and the
-    rejected items' reports. Items: a number string, or {"number", "digit" (or "dtmf"), "comment"}."""
+def parse_numbers(data: Any, rules: NumberRules) -> Tuple[List[Tuple[List[int], Entry]], List[Dict[str, Any]]]:
+    """The request's items -> (indexes, entry) per number to store (a number given twice: the last item's
+    digit and comment) and the rejected items' reports. Items: a number string, or {"number", "digit"
+    (or "dtmf"), "comment"}."""
     if isinstance(data, dict):
         data = data.get("numbers")
     if not isinstance(data, list):
         raise ApiError(400, 'expected {"numbers": [...]} or a JSON list of numbers')
     if len(data) > MAX_ITEMS:
         raise ApiError(413, f"at most {MAX_ITEMS} numbers per request (got {len(data)}): send them in parts")
-    good: Dict[str, Tuple[int, Entry]] = {}
+    good: Dict[str, Tuple[List[int], Entry]] = {}
     rejected: List[Dict[str, Any]] = []
     for i, item in enumerate(data):
         if isinstance(item, str):
@@ -197,8 +201,7 @@ def parse_numbers(data: Any, rules: NumberRules) -> Tuple[List[Tuple[int, Entry]
             rejected.append({"index": i, "number": shown[:40] if shown else shown, "status": "rejected",
                              "reason": err.key, "message": REASONS.get(err.key, str(err))})
             continue
-        good.pop(e.number, None)            # the later item wins, in its own place
-        good[e.number] = (i, e)
+        good[e.number] = (good[e.number][0] + [i] if e.number in good else [i], e)
     return list(good.values()), rejected
 
 
@@ -363,7 +366,7 @@ def register(web) -> None:
             raise ApiError(400, "JSON nested too deeply") from None
         good, rejected = parse_numbers(data, rules)
         conn = web.db()
-        numbers = [e.number for _, e in good]
+        numbers = [e.number for _, e in good]       # each once
         existing = set()
         for i in range(0, len(numbers), 500):
             part = numbers[i:i + 500]
@@ -373,9 +376,11 @@ def register(web) -> None:
         if good:
             store.upsert_phones(conn, [e for _, e in good], campaign_id)
         items = rejected + [{"index": i, "number": e.number, "status": "updated" if e.number in existing else "added"}
-                            for i, e in good]
+                            for indexes, e in good for i in indexes]
         items.sort(key=lambda x: x["index"])
-        counts = {k: sum(1 for x in items if x["status"] == k) for k in ("added", "updated", "rejected")}
+        # counted per number: one given twice is one number added (or updated)
+        counts = {"added": sum(1 for _, e in good if e.number not in existing),
+                  "updated": sum(1 for _, e in good if e.number in existing), "rejected": len(rejected)}
         web.log.info("dialer api: token %s… added %d, updated %d, rejected %d number(s) in campaign %d",
                      tok.prefix, counts["added"], counts["updated"], counts["rejected"], campaign_id)
         return {"campaign": campaign_id, **counts, "items": items}
