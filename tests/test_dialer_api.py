@@ -382,3 +382,25 @@ def test_docs_curl_examples_run_as_written(site):
         if "status" in doc:
             assert got["status"] == doc["status"] and got["error"] == doc["error"]
     assert_no_secret_kept(site)
+
+
+def test_token_command_line(site):
+    """`dialer token create` prints the token once (stdout, for scripts), `list` shows only its prefix,
+    `revoke` ends it for the API at once."""
+    from testbed.kitcli import kit
+    r = kit(site.cfg_path, "dialer", "token", "create", "--user", "ivan", "--name", "from cli", "--campaign",
+            str(site.c2), check=True)
+    secret = r.stdout.strip()
+    site.secrets.append(secret)
+    assert re.fullmatch(r"akd_[A-Za-z0-9_-]{43}", secret) and "not shown again" in r.stderr
+    got = requests.get(site.url + API + "/campaigns", headers=bearer(secret), timeout=10).json()
+    assert [c["id"] for c in got["campaigns"]] == [site.c2]
+    listed = kit(site.cfg_path, "dialer", "token", "list", "--user", "ivan", check=True).stdout
+    line = [x for x in listed.splitlines() if x.endswith("\tfrom cli")][0]
+    assert secret[:tokens.PREFIX_LEN] + "…" in line and secret not in listed and f"campaign {site.c2}" in line
+    assert kit(site.cfg_path, "dialer", "token", "create", "--user", "nobody", "--name", "x").returncode == 1
+    assert kit(site.cfg_path, "dialer", "token", "create", "--user", "ivan", "--name", "x",
+               "--expires", "2020-01-01").returncode == 1
+    kit(site.cfg_path, "dialer", "token", "revoke", line.split("\t")[0], check=True)
+    assert requests.get(site.url + API + "/campaigns", headers=bearer(secret), timeout=10).status_code == 401
+    assert_no_secret_kept(site)
