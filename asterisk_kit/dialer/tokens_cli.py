@@ -67,14 +67,15 @@ def cmd_create(ctx) -> int:
 
 def cmd_list(ctx) -> int:
     import time
+
     from . import tokens
     from .web_api import iso
     now = time.time()
     for r in tokens.listing(_conn(ctx), ctx.args.user):
         state = "revoked" if r["revoked"] else "expired" if r["expires"] and r["expires"] <= now else "active"
         scope = "all" if r["campaign_id"] is None else f"campaign {r['campaign_id']}"
-        print(f"{r['id']}\t{r['prefix']}…\t{r['user']}\t{scope}\t{state}\tlast used {iso(ctx.cfg, r['last_used']) or '-'}"
-              f"\t{r['name']}")
+        used = iso(ctx.cfg, r["last_used"]) or "-"
+        print(f"{r['id']}\t{r['prefix']}…\t{r['user']}\t{scope}\t{state}\tlast used {used}\t{r['name']}")
     return 0
 
 
@@ -87,6 +88,7 @@ def cmd_revoke(ctx) -> int:
     if not tokens.revoke(conn, ctx.args.id):
         print(f"token {ctx.args.id} was already revoked")
         return 0
-    ctx.logger("dialer").info("token %s %r of %s revoked from the command line", row["prefix"], row["name"], row["user"])
+    ctx.logger("dialer").info("token %s %r of %s revoked from the command line", row["prefix"], row["name"],
+                              row["user"])
     print(f"token {ctx.args.id} ({row['prefix']}…, {row['name']}) revoked")
     return 0
