@@ -69,8 +69,18 @@ def migrate(conn: sqlite3.Connection, component: str, migrations: Sequence[str])
 
 
 def _split(sql: str):
-    # Migrations hold plain DDL without semicolons inside literals or triggers.
-    return [s.strip() for s in sql.split(";") if s.strip()]
+    """The statements of a migration: split at `;`, rejoining pieces until SQLite calls the statement
+    complete (a trigger's body holds `;` up to its END). No semicolons inside string literals."""
+    out, acc = [], ""
+    for piece in sql.split(";"):
+        acc += piece + ";"
+        if sqlite3.complete_statement(acc):
+            if acc.strip(" \t\r\n;"):
+                out.append(acc.strip())
+            acc = ""
+    if acc.strip(" \t\r\n;"):
+        out.append(acc.strip())
+    return out
 
 
 # ---- small key/value state for jobs (cursors, last loaded day) ---------------------------------

@@ -33,6 +33,8 @@ def register(sub) -> None:
     a = ds.add_parser("export", help="print the list as todo.json or the schedule as schedule.json")
     a.add_argument("what", choices=["phones", "schedule"])
     a.set_defaults(func=cmd_export)
+    from . import tokens_cli
+    tokens_cli.register(ds)     # dialer token create|list|revoke
 
 
 def _conn(ctx):

@@ -68,6 +68,26 @@ MIGRATIONS = [
        CREATE TABLE dialer_suppressed (
          number TEXT PRIMARY KEY, added REAL NOT NULL, source TEXT NOT NULL DEFAULT '',
          note TEXT NOT NULL DEFAULT '')""",
+    # The API's results cursor (issue 14): `changed` is a change sequence, bumped by triggers on every
+    # insert and update of a call row (whoever writes it: store, runner, AGI), from a counter that never
+    # goes back, so a CRM polling "changed > cursor" misses no change and sees none twice, however many
+    # rows share a timestamp. `first_call` keeps the first hand-over time (`spooled` is the latest).
+    """ALTER TABLE dialer_calls ADD COLUMN changed INTEGER NOT NULL DEFAULT 0;
+       ALTER TABLE dialer_calls ADD COLUMN first_call REAL;
+       UPDATE dialer_calls SET changed = rowid, first_call = spooled;
+       CREATE TABLE dialer_change_seq (id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER NOT NULL);
+       INSERT INTO dialer_change_seq (id, n) SELECT 1, coalesce(max(changed), 0) FROM dialer_calls;
+       CREATE INDEX dialer_calls_changed ON dialer_calls (changed);
+       CREATE TRIGGER dialer_calls_changed_ins AFTER INSERT ON dialer_calls BEGIN
+         UPDATE dialer_change_seq SET n = n + 1 WHERE id = 1;
+         UPDATE dialer_calls SET changed = (SELECT n FROM dialer_change_seq WHERE id = 1),
+           first_call = NEW.spooled WHERE rowid = NEW.rowid;
+       END;
+       CREATE TRIGGER dialer_calls_changed_upd AFTER UPDATE ON dialer_calls WHEN NEW.changed = OLD.changed BEGIN
+         UPDATE dialer_change_seq SET n = n + 1 WHERE id = 1;
+         UPDATE dialer_calls SET changed = (SELECT n FROM dialer_change_seq WHERE id = 1),
+           first_call = coalesce(OLD.first_call, NEW.spooled) WHERE rowid = NEW.rowid;
+       END""",
 ]
 
 # Run states: queued (created, no process yet) -> running -> done | stopped | failed (Asterisk does not

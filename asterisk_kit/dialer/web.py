@@ -346,9 +346,11 @@ def register(web) -> None:
         return web.render("dialer_run.html", run=r, calls=store.calls(c, run_id),
                           active=r["status"] in store.ACTIVE)
 
-    from . import web_sounds, web_suppressed  # the do-not-call list and messages pages
-    web_suppressed.register(web)
-    web_sounds.register(web)
+    from . import web_api, web_sounds, web_suppressed
+    web_suppressed.register(web)  # the do-not-call list
+    web_sounds.register(web)      # the messages
+    web_api.register(web)         # the JSON API and its tokens page (/api/dialer/v1, /dialer/tokens)
+
 
 def _form(f):
     return {k: f.getunicode(k) or "" for k in ("number", "digit", "comment")}

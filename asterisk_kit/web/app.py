@@ -26,6 +26,8 @@ SESSION_COOKIE = "ak_session"
 LOGIN_COOKIE = "ak_login"       # the login form's double-submit CSRF token (no session before login)
 LANG_COOKIE = "ak_lang"
 UNSAFE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+# JSON APIs: authenticated by an `Authorization: Bearer` token only, never by the session cookie.
+API_PREFIX = "/api/"
 
 SECURITY_HEADERS = [
     ("X-Content-Type-Options", "nosniff"),
@@ -64,6 +66,8 @@ class WebKit:
         # Titles of the groups a user may be limited to (the users page); a capability's pages that
         # group extensions (the BLF panel) set it when they register.
         self.group_titles: Callable[[], List[str]] = lambda: []
+        # Set by an API module: does this environ carry a live API token (for the body-size guard)?
+        self.bearer_login: Optional[Callable[[dict], bool]] = None
         www = shipped("www")
         self.static_root = str(www / "static")
         self.jinja = Environment(loader=FileSystemLoader(str(www / "templates")), autoescape=True,
@@ -86,6 +90,8 @@ class WebKit:
 
     def has_login(self, environ) -> bool:
         """For the server's guard, before Bottle sees the request: does it carry a live login?"""
+        if self.bearer_login is not None and self.bearer_login(environ):
+            return True
         sid = bottle.BaseRequest(environ).get_cookie(SESSION_COOKIE)
         return sid is not None and sessions.load(self.db(), sid, self.session_ttl, self.session_max_age) is not None
 
@@ -237,9 +243,16 @@ def _core_routes(web: WebKit) -> None:
                             web.client_ip(), e)
             raise bottle.HTTPError(400, web.t("error.400")) from e
 
+    def api_without_cookie_auth() -> bool:
+        """An API call that the API authenticates by its Bearer token alone: CSRF is a cookie's risk,
+        and a browser cannot add an Authorization header to a cross-site request. A request that
+        carries a live session cookie and no Bearer token stays under the CSRF check."""
+        return req.path.startswith(API_PREFIX) and (
+            req.headers.get("Authorization", "")[:7].lower() == "bearer " or web.session() is None)
+
     @app.hook("before_request")
     def csrf_guard():
-        if req.method in UNSAFE_METHODS and req.path != "/login":
+        if req.method in UNSAFE_METHODS and req.path != "/login" and not api_without_cookie_auth():
             s = web.session()
             if s is None:
                 # The session ended (expired, password changed, logged out elsewhere): say so and come
@@ -269,7 +282,7 @@ def _core_routes(web: WebKit) -> None:
             msg = web.t(f"error.{code}") if f"error.{code}" in i18n.STRINGS["en"] else err.status_line
         else:
             msg = err.body          # our own message, set where the error was raised
-        if "json" in req.headers.get("Accept", ""):
+        if "json" in req.headers.get("Accept", "") or req.path.startswith(API_PREFIX):
             resp.content_type = "application/json; charset=utf-8"
             return json.dumps({"error": msg, "status": err.status_code}, ensure_ascii=False)
         return web.render("error.html", status=err.status_code, message=msg)
