@@ -136,7 +136,8 @@ def test_campaigns_settings_windows_and_states_in_browser(site, browser):
     drv.find_element(By.ID, "create").click()
     wait_for(lambda: drv.find_elements(By.ID, "form-errors"), what="the name error")
     assert drv.find_element(By.CSS_SELECTOR, "#form-errors a").get_attribute("href").endswith("#name")
-    listed = {tr.get_attribute("data-campaign") for tr in drv.find_elements(By.CSS_SELECTOR, "#campaign-list tr[data-campaign]")}
+    listed = {tr.get_attribute("data-campaign")
+              for tr in drv.find_elements(By.CSS_SELECTOR, "#campaign-list tr[data-campaign]")}
     assert listed == {"1", str(drivers), str(stock)}
 
     # Settings with their units; caller ID only from the admin's list.
@@ -251,7 +252,8 @@ def test_run_now_and_stop_on_the_campaign_page(site, browser):
     wait_for(lambda: "/dialer/runs/" in drv.current_url, what="the run's page")
     run_id = int(drv.current_url.rstrip("/").rsplit("/", 1)[1])
     c = db(site)
-    assert c.execute("SELECT campaign_id, trigger FROM dialer_runs WHERE id = ?", (run_id,)).fetchone() == (cid, "manual")
+    assert c.execute("SELECT campaign_id, trigger FROM dialer_runs WHERE id = ?",
+                     (run_id,)).fetchone() == (cid, "manual")
     wait_for(lambda: c.execute("SELECT status FROM dialer_runs WHERE id = ?", (run_id,)).fetchone()[0] == "done",
              timeout=90, interval=1, what="the run to finish")
     res = {r[0]: (r[1], r[2], r[3]) for r in c.execute("SELECT number, digit, result, pressed FROM dialer_calls "

@@ -253,7 +253,8 @@ def register(web) -> None:
             rows.append({"c": camp, "last": last[0] if last else None,
                          "counts": store.outcome_counts(c, last[0]["id"]) if last else {},
                          "next": next_run(c, camp, at) if camp["state"] == "active" else None})
-        return web.render("dialer_campaigns.html", rows=rows, order=RESULT_ORDER, show_archived=show_archived, tz=schedule.tz_name(web.cfg),
+        return web.render("dialer_campaigns.html", rows=rows, order=RESULT_ORDER, show_archived=show_archived,
+                          tz=schedule.tz_name(web.cfg),
                           errors=f["errors"], form=f["form"], notice=f["notice"])
 
     @app.post("/dialer/campaigns")
