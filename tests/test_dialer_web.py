@@ -331,6 +331,7 @@ def test_injection_through_http_is_refused(site):
     r = s.post(site.url + f"/dialer/c/{cid}/settings", data={**base, "callerid": SALES, "ivr_digit": "3"},
                allow_redirects=False, timeout=10)
     assert r.status_code == 303 and settings(site, cid)["callerid"] == SALES
+    assert "retries" not in settings(site, cid)     # left at the defaults: [dialer] retry_time stays exact
     from asterisk_kit.dialer import campaigns
     from asterisk_kit.dialer.callfile import Renderer
     kcfg = kit_cfg(site)

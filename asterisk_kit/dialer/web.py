@@ -315,6 +315,10 @@ def register(web) -> None:
         errors.update({k: message(bad[k]) for k in SETTINGS_FIELDS if k in bad})
         if errors:
             web.redirect_with(f"/dialer/c/{cid}", errors=errors, form=form)
+        # Retries left as shown (the [dialer] defaults) stay unset: a list from before campaigns keeps its
+        # retry_time in seconds instead of the form's rounded minutes.
+        if not stored.get("retries") and out.get("retries") == campaigns.resolve(web.cfg, {})["retries"]:
+            del out["retries"]
         settings = {k: v for k, v in stored.items() if k not in FORM_KEYS}
         settings.update(out)
         store.update_campaign(c, cid, name=name, settings=settings)
@@ -343,11 +347,11 @@ def register(web) -> None:
                 errors[f"end{d}"] = web.t("camp.end.before", day=day)
             starts[d], ends[d] = parsed["start"], parsed["end"]
         if errors:
-            web.redirect_with(f"/dialer/c/{cid}", errors=errors, form=form, anchor="windows")
+            web.redirect_with(f"/dialer/c/{cid}", errors=errors, form=form)
         store.set_schedule(conn(), starts, cid, ends=ends)
         web.log.info("dialer: %s saved the windows of campaign %d: %s", web.user(), cid,
                      {d: (starts[d], ends[d]) for d in starts if starts[d]})
-        web.redirect_with(f"/dialer/c/{cid}", notice=web.t("camp.windows.saved"), anchor="windows")
+        web.redirect_with(f"/dialer/c/{cid}", notice=web.t("camp.windows.saved"))
 
     @app.post("/dialer/c/<cid:int>/state")
     @web.login_required
