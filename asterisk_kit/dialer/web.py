@@ -20,7 +20,7 @@ from .campaign_strings import STRINGS as CAMPAIGN_STRINGS
 from .settings import callerid_list
 
 NAME_MAX = 80
-# Form field (= input id = error key) -> label key; the retry fields are added below.
+# Form field (= input id = error key) -> label key; the retry fields are RETRY_FIELDS.
 FIELD_LABELS = {"name": "camp.name", "sound": "camp.message", "ivr_prompt": "camp.ivr_prompt",
                 "ivr_digit": "camp.ivr_digit", "connect_to": "camp.connect_to", "callerid": "camp.callerid",
                 "bundle": "camp.bundle", "pause": "camp.pause", "max_in_progress": "camp.max_in_progress",
