@@ -83,6 +83,14 @@ def test_campaigns_lists_windows_and_copies_are_separate(tmp_path):
                         (two,)).fetchone()[0] == "missed"
     assert store.phones_page(conn, two, search="0002")[0]["number"] == "89990000002"
     assert store.phone_count(conn, two, search="%") == 0                # LIKE wildcards are literal
+    # The campaign's IVR digit goes to the numbers without a digit of their own (the run keeps it).
+    run = store.create_run(conn, "manual", "2026-11-24", campaign_id=two, settings={"ivr_digit": "2"})
+    assert {c["number"]: c["digit"] for c in store.calls(conn, run)} == {"89990000001": "1", "89990000002": "2"}
+    store.close_pending(conn, run, "withdrawn")
+    store.set_run(conn, run, status="stopped")
+    assert store.outcome_counts(conn, run) == {"withdrawn": 2}
+    run = store.create_run(conn, "manual", "2026-11-24", campaign_id=two, settings={})
+    assert {c["number"]: c["digit"] for c in store.calls(conn, run)} == {"89990000001": "1", "89990000002": ""}
 
 
 def test_campaign_form_is_checked_and_resolved(tmp_path):
@@ -101,6 +109,13 @@ def test_campaign_form_is_checked_and_resolved(tmp_path):
     _, errors = campaigns.check_form(cfg, {"callerid": '"Evil" <84950000001>', "bundle": "0", "optout_digit": "#",
                                            "connect_to": "Local/1@x,60", "sound": "a;b", "retry_failed_n": "x"})
     assert set(errors) == {"callerid", "bundle", "optout_digit", "connect_to", "sound", "retry_failed_n"}
+    ok, errors = campaigns.check_form(cfg, {"ivr_digit": "1", "optout_digit": "9"})
+    assert not errors and (ok["ivr_digit"], campaigns.resolve(cfg, {})["ivr_digit"]) == ("1", "")
+    _, errors = campaigns.check_form(cfg, {"ivr_digit": "1\nSetvar: x=1", "optout_digit": "2"})
+    assert set(errors) == {"ivr_digit"}
+    _, errors = campaigns.check_form(cfg, {"ivr_digit": "3", "optout_digit": "3"})
+    assert errors["optout_digit"].key == "campaign.optout.same"
+    assert campaigns.field_range("bundle") == (1, 1000) and campaigns.field_range("retry_busy_min") == (1, 1440)
 
 
 def test_two_campaigns_overlap_under_the_pbx_wide_cap(dialer, asterisk):

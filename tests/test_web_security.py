@@ -380,11 +380,12 @@ def test_browser_keeps_typed_data_across_an_ended_session(tmp_path):
     drv = new_browser()
     try:
         login(drv, srv.url, "olga", PASSWORD)
-        drv.get(srv.url + "/dialer")
-        drv.find_element(By.ID, "add-number").send_keys("84951234567")
-        drv.find_element(By.ID, "add-comment").send_keys("Иванов, перезвонить")
+        drv.get(srv.url + "/dialer/c/1")
+        drv.find_element(By.ID, "name").clear()
+        drv.find_element(By.ID, "name").send_keys("Водители, перезвонить")
+        drv.find_element(By.ID, "connect_to").send_keys("Local/100@from-internal")
         assert run_user_cmd(srv.cfg, "passwd", "olga", "--password-stdin", stdin=PASSWORD + "\n").returncode == 0
-        drv.find_element(By.ID, "add-comment").submit()
+        drv.find_element(By.ID, "connect_to").submit()
         wait_for(lambda: drv.find_elements(By.ID, "notice"), what="the login page")
         assert "Сеанс завершён" in drv.find_element(By.ID, "notice").text
         login_form_user = drv.find_element(By.ID, "user")
@@ -392,10 +393,10 @@ def test_browser_keeps_typed_data_across_an_ended_session(tmp_path):
         drv.find_element(By.ID, "password").send_keys(PASSWORD)
         drv.find_element(By.ID, "submit").click()
         wait_for(lambda: drv.find_elements(By.ID, "current-user"), what="logged in again")
-        assert drv.current_url == srv.url + "/dialer", drv.current_url
-        assert drv.find_element(By.ID, "add-number").get_attribute("value") == "84951234567"
-        assert drv.find_element(By.ID, "add-comment").get_attribute("value") == "Иванов, перезвонить"
-        assert drv.find_element(By.ID, "add-form").get_attribute("data-restored") == "1"
+        assert drv.current_url == srv.url + "/dialer/c/1", drv.current_url
+        assert drv.find_element(By.ID, "name").get_attribute("value") == "Водители, перезвонить"
+        assert drv.find_element(By.ID, "connect_to").get_attribute("value") == "Local/100@from-internal"
+        assert drv.find_element(By.ID, "settings-form").get_attribute("data-restored") == "1"
     finally:
         quit_browser(drv)
         srv.stop()

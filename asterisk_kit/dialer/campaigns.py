@@ -20,6 +20,13 @@ _RETRY_ATTEMPTS = (0, 10)
 _RETRY_MINUTES = (1, 1440)
 
 
+def field_range(field: str) -> Tuple[int, int]:
+    """(low, high) of an integer field of the form (for the page's hints and messages)."""
+    if field.startswith("retry_"):
+        return _RETRY_ATTEMPTS if field.endswith("_n") else _RETRY_MINUTES
+    return _INTS[field]
+
+
 class BadSetting(ValueError):
     def __init__(self, field: str, key: str, text: str):
         super().__init__(text)
@@ -32,7 +39,7 @@ def defaults(cfg) -> Dict[str, Any]:
     return {"sound": d["sound"], "ivr_prompt": d["ivr_prompt"], "connect_to": d["connect_to"],
             "callerid": d["callerid"], "bundle": d["bundle"], "pause": d["timeout"],
             "max_in_progress": d["max_in_progress"], "wait_time": d["wait_time"], "optout_digit": "",
-            "retries": {o: list(retry) for o in OUTCOMES}, "retry_seconds": None}
+            "ivr_digit": "", "retries": {o: list(retry) for o in OUTCOMES}, "retry_seconds": None}
 
 
 def resolve(cfg, stored: Dict[str, Any]) -> Dict[str, Any]:
@@ -88,12 +95,15 @@ def check_form(cfg, form: Dict[str, str]) -> Tuple[Dict[str, Any], Dict[str, Bad
                 bad(field, "campaign.int.bad", f"a whole number {lo}..{hi}")
             else:
                 out[field] = int(raw)
-    digit = (form.get("optout_digit") or "").strip()
-    if digit:
-        if not re.fullmatch(r"[0-9]", digit):
-            bad("optout_digit", "digit.bad", "one digit 0-9 or empty")
-        else:
-            out["optout_digit"] = digit
+    for field in ("optout_digit", "ivr_digit"):
+        digit = (form.get(field) or "").strip()
+        if digit:
+            if not re.fullmatch(r"[0-9]", digit):
+                bad(field, "digit.bad", "one digit 0-9 or empty")
+            else:
+                out[field] = digit
+    if out.get("ivr_digit") and out.get("ivr_digit") == out.get("optout_digit"):
+        bad("optout_digit", "campaign.optout.same", "the opt-out digit must differ from the IVR digit")
     retries = {}
     for o in OUTCOMES:
         n_raw = (form.get(f"retry_{o}_n") or "").strip() or "0"
@@ -115,7 +125,7 @@ def form_values(cfg, stored: Dict[str, Any]) -> Dict[str, str]:
     """The form's fields filled from the stored settings (retries shown resolved)."""
     r = resolve(cfg, stored)
     vals = {k: str(stored.get(k, "")) for k in ("sound", "ivr_prompt", "connect_to", "callerid", "optout_digit",
-                                                 *_INTS)}
+                                                 "ivr_digit", *_INTS)}
     for o in OUTCOMES:
         n, m = r["retries"][o]
         vals[f"retry_{o}_n"], vals[f"retry_{o}_min"] = str(n), str(m)

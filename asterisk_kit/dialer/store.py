@@ -309,9 +309,12 @@ def create_run(conn, trigger: str, day: str, by_user: str = "", campaign_id: int
             raise RunExists(f"the scheduled run of {day} was already started") from None
         run_id = cur.lastrowid
         if only_unanswered_of is None:
+            # A number without a digit of its own gets the campaign's IVR digit (empty: a plain call).
             conn.execute("INSERT INTO dialer_calls (run_id, number, digit, seq, state) "
-                         "SELECT ?, number, digit, row_number() OVER (ORDER BY created, number), 'pending' "
-                         "FROM dialer_phones WHERE campaign_id = ?", (run_id, campaign_id))
+                         "SELECT ?, number, CASE WHEN digit = '' THEN ? ELSE digit END, "
+                         "row_number() OVER (ORDER BY created, number), 'pending' "
+                         "FROM dialer_phones WHERE campaign_id = ?",
+                         (run_id, str((settings or {}).get("ivr_digit") or ""), campaign_id))
         else:
             conn.execute("INSERT INTO dialer_calls (run_id, number, digit, seq, state) "
                          "SELECT ?, number, digit, row_number() OVER (ORDER BY seq), 'pending' FROM dialer_calls "
@@ -350,6 +353,12 @@ def runs(conn, limit: int = 50, campaign_id: Optional[int] = None) -> List[sqlit
         " sum(c.state IN ('pending', 'spooled')) AS open, sum(c.attempts > 0) AS handed "
         f"FROM dialer_runs r LEFT JOIN dialer_calls c ON c.run_id = r.id {where}"
         "GROUP BY r.id ORDER BY r.id DESC LIMIT ?", (*args, limit)).fetchall()
+
+
+def outcome_counts(conn, run_id: int) -> Dict[str, int]:
+    """Numbers of a run per result (a number not finished yet counts as its state: pending, spooled)."""
+    return {r[0]: r[1] for r in conn.execute("SELECT coalesce(result, state), count(*) FROM dialer_calls "
+                                             "WHERE run_id = ? GROUP BY 1", (run_id,))}
 
 
 def calls(conn, run_id: int) -> List[sqlite3.Row]:

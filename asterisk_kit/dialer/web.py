@@ -1,18 +1,40 @@
-"""The autodialer's page `/dialer`: phones, schedule, runs (behind the login)."""
+"""The autodialer's campaign pages, behind the login: `/dialer` (the campaigns: state, numbers, last run,
+next run; create one) and `/dialer/c/<id>` (settings, weekly windows, pause / resume / copy / archive,
+run now / stop). Every form answers with a 303 (post/redirect/get): errors at the top linking to their
+field, typed input kept. The numbers, run and results pages register from their own modules (end of
+`register`)."""
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+from typing import Any, Dict, Optional
 
 import bottle
 
 from .. import storage
-from . import campaigns, migrate, schedule, store
-from .importing import ImportProblem, read_list
-from .numbers import BadNumber, Entry, NumberRules, comment, digit
+from . import campaigns, migrate, schedule, soundlist, store
+from .campaign_strings import STRINGS as CAMPAIGN_STRINGS
+from .settings import callerid_list
 
+NAME_MAX = 80
+# Form field (= input id = error key) -> label key; the retry fields are RETRY_FIELDS.
+FIELD_LABELS = {"name": "camp.name", "sound": "camp.message", "ivr_prompt": "camp.ivr_prompt",
+                "ivr_digit": "camp.ivr_digit", "connect_to": "camp.connect_to", "callerid": "camp.callerid",
+                "bundle": "camp.bundle", "pause": "camp.pause", "max_in_progress": "camp.max_in_progress",
+                "wait_time": "camp.wait_time", "optout_digit": "camp.optout_digit"}
+RETRY_FIELDS = [f"retry_{o}_{x}" for o in campaigns.OUTCOMES for x in ("n", "min")]
+SETTINGS_FIELDS = [f for f in FIELD_LABELS if f != "name"] + RETRY_FIELDS
+# Stored setting keys the form owns (others, e.g. a list's legacy retry_seconds, are kept as they are).
+FORM_KEYS = set(SETTINGS_FIELDS) - set(RETRY_FIELDS) | {"retries"}
+# Outcome counts of a run in this order (not finished yet: its state).
+RESULT_ORDER = (*store.RESULTS, "spooled", "pending")
+STATE_ACTIONS = {"pause": ("paused", "camp.paused"), "resume": ("active", "camp.resumed"),
+                 "archive": ("archived", "camp.archived"), "unarchive": ("paused", "camp.unarchived")}
+
+# Strings shared with the numbers and run pages (their modules register their own as well).
 STRINGS = {
     "ru": {
         "nav.dialer": "Автообзвон",
@@ -172,188 +194,245 @@ STRINGS = {
 def register(web) -> None:
     app, req = web.app, bottle.request
     web.strings(STRINGS)
+    web.strings(CAMPAIGN_STRINGS)
     web.nav("/dialer", "nav.dialer")
-    rules = NumberRules.from_config(web.cfg)
-
     conn = web.db
     # Imports of 200 000 numbers (several MB) are one form field or file: bottle must keep such a part
-    # whole in memory (a part above MEMFILE_MAX is spooled and dropped from forms, and parts summing
-    # above it fail with "Memory limit reached"). The size is checked first, see bulk_import.
+    # whole in memory (a part above MEMFILE_MAX is spooled and dropped from forms).
     bottle.BaseRequest.MEMFILE_MAX = max(bottle.BaseRequest.MEMFILE_MAX, web.cfg["dialer"]["import_max_bytes"] + 65536)
     storage.migrate(conn(), "dialer", store.MIGRATIONS)
 
-    def page(**extra):
-        c = conn()
-        values = {
-            "phones": store.phones(c), "sched": store.schedule(c), "runs": store.runs(c, 30),
-            "active": store.active_run(c), "tz": schedule.tz_name(web.cfg), "edit": req.query.getunicode("edit"),
-            "form": {}, "errors": {}, "notice": "", "bulk_report": None, "bulk_text": "",
-            "sched_errors": {}, "sched_form": None,
-        }
-        msg = req.query.getunicode("m") or ""
-        if msg in ("dialer.saved", "dialer.schedule.saved"):
-            values["notice"] = web.t(msg)
-        values.update(extra)
-        return web.render("dialer.html", **values)
+    def campaign_or_404(cid: int):
+        camp = store.campaign(conn(), cid)
+        if camp is None:
+            raise bottle.HTTPError(404)
+        return camp
 
-    def back(msg: str = ""):
-        bottle.redirect("/dialer" + (f"?m={msg}" if msg else ""), 303)
+    def next_run(c, camp, at) -> Optional[str]:
+        """"Tue 10:00" in the PBX's zone: when the campaign's next window opens (None: no schedule)."""
+        when = schedule.next_window(store.windows(c, camp["id"]), at)
+        return f"{web.t(f'day.{when.weekday()}')} {when:%H:%M}" if when else None
 
-    def entry_from_form(f):
-        errors = {}
-        values = {}
-        for field, check in (("number", rules.number), ("digit", digit), ("comment", comment)):
-            try:
-                values[field] = check(f.getunicode(field) or "")
-            except BadNumber as e:
-                errors[field] = web.t(e.key)
-        return (Entry(**values) if not errors else None), errors
+    def label(field: str) -> str:
+        m = re.fullmatch(r"retry_(\w+)_(n|min)", field)
+        if m:
+            unit = "camp.retry_n" if m.group(2) == "n" else "camp.unit.minutes"
+            return f"{web.t('camp.retries')} · {web.t('camp.retry.' + m.group(1))} ({web.t(unit)})"
+        return web.t(FIELD_LABELS[field])
+
+    def message(e: campaigns.BadSetting) -> str:
+        if e.key == "campaign.int.bad":
+            lo, hi = campaigns.field_range(e.field)
+            text = web.t(e.key, lo=lo, hi=hi)
+        elif e.key == "digit.bad":
+            text = web.t("camp.digit.bad")
+        else:
+            text = web.t(e.key) if e.key in CAMPAIGN_STRINGS["en"] else str(e)
+        return web.t("camp.field", label=label(e.field), msg=text)
+
+    def sounds(c, stored: Dict[str, Any]):
+        """The messages to choose from; a stored one no longer listed stays choosable (not lost)."""
+        out = list(soundlist.choices(c, web.cfg))
+        for key in ("sound", "ivr_prompt"):
+            v = stored.get(key)
+            if v and v not in [value for value, _ in out]:
+                out.append((v, v))
+        return out
+
+    # ---- the list ------------------------------------------------------------------------------
 
     @app.get("/dialer")
     @web.login_required
-    def dialer_page():
-        return page()
+    def campaigns_page():
+        c, f = conn(), web.flashed()
+        show_archived = req.query.get("archived") == "1"
+        at = schedule.now(web.cfg)
+        rows = []
+        for camp in store.campaigns(c, archived=show_archived):
+            last = store.runs(c, 1, campaign_id=camp["id"])
+            rows.append({"c": camp, "last": last[0] if last else None,
+                         "counts": store.outcome_counts(c, last[0]["id"]) if last else {},
+                         "next": next_run(c, camp, at) if camp["state"] == "active" else None})
+        return web.render("dialer_campaigns.html", rows=rows, order=RESULT_ORDER, show_archived=show_archived,
+                          tz=schedule.tz_name(web.cfg),
+                          errors=f["errors"], form=f["form"], notice=f["notice"])
 
-    @app.post("/dialer/phones")
+    @app.post("/dialer/campaigns")
     @web.login_required
-    def add_phone():
-        e, errors = entry_from_form(req.forms)
-        if errors:
-            bottle.response.status = 400
-            return page(form=_form(req.forms), errors=errors)
-        store.upsert_phones(conn(), [e])
-        web.log.info("dialer: %s added/updated %s", web.user(), e.number)
-        back("dialer.saved")
+    def create():
+        name = " ".join((req.forms.getunicode("name") or "").split())
+        error = "camp.name.empty" if not name else "camp.name.long" if len(name) > NAME_MAX else ""
+        if error:
+            web.redirect_with("/dialer", errors={"name": web.t(error)},
+                              form={"name": req.forms.getunicode("name") or ""})
+        cid = store.create_campaign(conn(), name)
+        web.log.info("dialer: %s created campaign %d %r", web.user(), cid, name)
+        web.redirect_with(f"/dialer/c/{cid}", notice=web.t("camp.created", name=name))
 
-    @app.post("/dialer/phones/<number:re:[0-9]{1,20}>")
-    @web.login_required
-    def edit_phone(number):
-        e, errors = entry_from_form(req.forms)
-        if errors:
-            bottle.response.status = 400
-            return page(edit=number, form=_form(req.forms), errors=errors)
-        try:
-            store.replace_phone(conn(), number, e)
-        except KeyError:
-            raise bottle.HTTPError(404) from None
-        web.log.info("dialer: %s changed %s -> %s", web.user(), number, e.number)
-        back("dialer.saved")
+    # ---- one campaign --------------------------------------------------------------------------
 
-    @app.post("/dialer/phones/<number:re:[0-9]{1,20}>/delete")
+    @app.get("/dialer/c/<cid:int>")
     @web.login_required
-    def delete_phone(number):
-        store.delete_phone(conn(), number)
-        web.log.info("dialer: %s deleted %s", web.user(), number)
-        return page(notice=web.t("dialer.deleted", number=number))
-
-    @app.post("/dialer/import")
-    @web.login_required
-    def bulk_import() -> str:
-        limit = web.cfg["dialer"]["import_max_bytes"]
-        if (req.content_length or 0) > limit + 65536:
-            bottle.response.status = 413
-            return page(bulk_report={"error": web.t("import.too_big", mb=f"{limit / 1e6:g}")})
-        try:
-            pasted, upload = req.POST.get("text"), req.POST.get("file")
-        except bottle.MultipartError:
-            bottle.response.status = 400
-            return page(bulk_report={"error": web.t("import.form")})
-        # A big pasted list may arrive as a spooled part (a FileUpload without a name): read it too.
-        text = (pasted.file.read().decode("utf-8", errors="replace") if isinstance(pasted, bottle.FileUpload)
-                else pasted if isinstance(pasted, str) else "")
-        data: "str | bytes" = text
-        if isinstance(upload, bottle.FileUpload) and upload.filename:
-            data = upload.file.read(limit + 1)
-            if len(data) > limit:
-                bottle.response.status = 413
-                return page(bulk_report={"error": web.t("import.too_big", mb=f"{limit / 1e6:g}")})
-        try:
-            parsed = read_list(data, rules)
-        except ImportProblem as e:
-            bottle.response.status = 400
-            return page(bulk_text=text, bulk_report={"error": web.t(e.key, **e.params)})
-        res = store.upsert_phones(conn(), parsed.entries)
-        web.log.info("dialer: %s imported: %s", web.user(), parsed.summary(res["added"], res["updated"]))
-        report = {"summary": web.t("dialer.bulk.result", added=res["added"], updated=res["updated"],
-                                   rejected=len(parsed.rejected)),
-                  "read": web.t("dialer.bulk.read", read=parsed.read, encoding=parsed.encoding,
-                                duplicates=parsed.duplicates)
-                  + (" " + web.t("dialer.bulk.header") if parsed.header else ""),
-                  "lines": [web.t("dialer.bulk.line", no=no, line=line.strip()[:80], reason=web.t(err.key))
-                            for no, line, err in parsed.rejected]}
-        # Rejected lines stay in the box so they can be corrected and sent again.
-        return page(bulk_report=report, bulk_text="\n".join(line for _, line, _ in parsed.rejected))
-
-    @app.post("/dialer/schedule")
-    @web.login_required
-    def save_schedule():
-        days, errors, form = {}, {}, {}
+    def campaign_page(cid):
+        camp = campaign_or_404(cid)
+        c, f = conn(), web.flashed()
+        stored = json.loads(camp["settings"] or "{}")
+        values = campaigns.form_values(web.cfg, stored)
+        values["name"] = camp["name"]
+        values.update({k: v for k, v in f["form"].items() if k in values or k.startswith(("start", "end"))})
+        win = store.windows(c, cid)
+        times = {}
         for d in range(7):
-            raw = req.forms.getunicode(f"day{d}") or ""
-            form[d] = raw
-            try:
-                days[d] = migrate.parse_time(raw)
-            except ValueError:
-                errors[d] = web.t("schedule.bad")
-        if errors:
-            bottle.response.status = 400
-            return page(sched_errors=errors, sched_form=form)
-        store.set_schedule(conn(), days)
-        web.log.info("dialer: %s saved the schedule %s", web.user(), days)
-        back("dialer.schedule.saved")
+            start, end = win[d] or (None, None)
+            times[f"start{d}"], times[f"end{d}"] = f["form"].get(f"start{d}", start or ""), \
+                f["form"].get(f"end{d}", end or "")
+        at = schedule.now(web.cfg)
+        return web.render(
+            "dialer_campaign.html", camp=camp, v=values, times=times, defaults=campaigns.defaults(web.cfg),
+            sounds=sounds(c, stored), callerids=callerid_list(web.cfg["dialer"]), outcomes=campaigns.OUTCOMES,
+            pbx_cap=web.cfg["dialer"]["max_in_progress"], tz=schedule.tz_name(web.cfg),
+            next=next_run(c, camp, at) if camp["state"] == "active" else None,
+            numbers=store.phone_count(c, cid), active=store.active_run(c, cid), runs=store.runs(c, 10, cid),
+            errors=f["errors"], form=f["form"], notice=f["notice"])
 
-    @app.post("/dialer/run")
+    @app.post("/dialer/c/<cid:int>/settings")
     @web.login_required
-    def run_now():
+    def save_settings(cid):
+        camp = campaign_or_404(cid)
         c = conn()
-        if not store.phones(c):
-            return page(notice=web.t("dialer.no_phones"))
+        form = {k: req.forms.getunicode(k) or "" for k in ("name", *SETTINGS_FIELDS)}
+        stored = json.loads(camp["settings"] or "{}")
+        out, bad = campaigns.check_form(web.cfg, form)
+        errors = {}
+        name = " ".join(form["name"].split())
+        if not name or len(name) > NAME_MAX:
+            errors["name"] = web.t("camp.name.empty" if not name else "camp.name.long")
+        allowed = [value for value, _ in sounds(c, stored)]
+        for key in ("sound", "ivr_prompt"):
+            if key not in bad and out.get(key) and out[key] not in allowed:
+                bad[key] = campaigns.BadSetting(key, "camp.sound.choice", "not one of the list")
+        # In the form's order, so the list at the top reads like the page.
+        errors.update({k: message(bad[k]) for k in SETTINGS_FIELDS if k in bad})
+        if errors:
+            web.redirect_with(f"/dialer/c/{cid}", errors=errors, form=form)
+        # Retries left as shown (the [dialer] defaults) stay unset: a list from before campaigns keeps its
+        # retry_time in seconds instead of the form's rounded minutes.
+        if not stored.get("retries") and out.get("retries") == campaigns.resolve(web.cfg, {})["retries"]:
+            del out["retries"]
+        settings = {k: v for k, v in stored.items() if k not in FORM_KEYS}
+        settings.update(out)
+        store.update_campaign(c, cid, name=name, settings=settings)
+        web.log.info("dialer: %s saved the settings of campaign %d: %s", web.user(), cid, settings)
+        web.redirect_with(f"/dialer/c/{cid}", notice=web.t("camp.saved"))
+
+    @app.post("/dialer/c/<cid:int>/schedule")
+    @web.login_required
+    def save_windows(cid):
+        campaign_or_404(cid)
+        starts, ends, errors, form = {}, {}, {}, {}
+        for d in range(7):
+            day = web.t(f"day.{d}")
+            parsed = {}
+            for part in ("start", "end"):
+                raw = form[f"{part}{d}"] = req.forms.getunicode(f"{part}{d}") or ""
+                try:
+                    parsed[part] = migrate.parse_time(raw)
+                except ValueError:
+                    errors[f"{part}{d}"] = web.t("camp.time.bad", day=day)
+            if errors.get(f"start{d}") or errors.get(f"end{d}"):
+                continue
+            if parsed["end"] and not parsed["start"]:
+                errors[f"end{d}"] = web.t("camp.end.alone", day=day)
+            elif parsed["end"] and parsed["end"] <= parsed["start"]:
+                errors[f"end{d}"] = web.t("camp.end.before", day=day)
+            starts[d], ends[d] = parsed["start"], parsed["end"]
+        if errors:
+            web.redirect_with(f"/dialer/c/{cid}", errors=errors, form=form)
+        store.set_schedule(conn(), starts, cid, ends=ends)
+        web.log.info("dialer: %s saved the windows of campaign %d: %s", web.user(), cid,
+                     {d: (starts[d], ends[d]) for d in starts if starts[d]})
+        web.redirect_with(f"/dialer/c/{cid}", notice=web.t("camp.windows.saved"))
+
+    @app.post("/dialer/c/<cid:int>/state")
+    @web.login_required
+    def set_state(cid):
+        campaign_or_404(cid)
+        c = conn()
+        action = req.forms.getunicode("action") or ""
+        if action not in STATE_ACTIONS:
+            raise bottle.HTTPError(400, web.t("error.400"))
+        state, notice = STATE_ACTIONS[action]
+        active = store.active_run(c, cid)
+        if state == "archived" and active is not None:
+            web.redirect_with(f"/dialer/c/{cid}", notice=web.t("camp.archive.active", id=active["id"]))
+        store.update_campaign(c, cid, state=state)
+        web.log.info("dialer: %s set campaign %d %s", web.user(), cid, state)
+        if state == "active":
+            _kick(web.cfg)          # a run held by the pause goes on now, not at the next cron minute
+        web.redirect_with(f"/dialer/c/{cid}", notice=web.t(notice))
+
+    @app.post("/dialer/c/<cid:int>/copy")
+    @web.login_required
+    def copy(cid):
+        camp = campaign_or_404(cid)
+        name = web.t("camp.copy.name", name=camp["name"])[:NAME_MAX]
+        new = store.copy_campaign(conn(), cid, name)
+        web.log.info("dialer: %s copied campaign %d to %d", web.user(), cid, new)
+        web.redirect_with(f"/dialer/c/{new}", notice=web.t("camp.copied", name=name))
+
+    @app.post("/dialer/c/<cid:int>/run")
+    @web.login_required
+    def run_now(cid):
+        camp = campaign_or_404(cid)
+        c, back = conn(), f"/dialer/c/{cid}"
+        if camp["state"] != "active":
+            web.redirect_with(back, notice=web.t(f"camp.run.{camp['state']}"))
+        if not store.phone_count(c, cid):
+            web.redirect_with(back, notice=web.t("dialer.no_phones"))
         try:
-            camp = store.campaign(c, 1)
-            run_id = store.create_run(c, "manual", schedule.now(web.cfg).date().isoformat(), by_user=web.user(),
-                                      settings=campaigns.resolve(web.cfg, json.loads(camp["settings"])))
+            run_id = store.create_run(c, "manual", schedule.now(web.cfg).date().isoformat(), by_user=web.user() or "",
+                                      campaign_id=cid,
+                                      settings=campaigns.resolve(web.cfg, json.loads(camp["settings"] or "{}")))
         except store.RunExists:
-            return page(notice=web.t("dialer.busy", id=store.active_run(c)["id"]))
-        web.log.info("dialer: %s started run %d", web.user(), run_id)
+            active = store.active_run(c, cid)
+            web.redirect_with(back, notice=web.t("dialer.busy", id=active["id"] if active else "?"))
+        web.log.info("dialer: %s started run %d of campaign %d", web.user(), run_id, cid)
         _kick(web.cfg)
         bottle.redirect(f"/dialer/runs/{run_id}", 303)
 
-    @app.post("/dialer/stop")
+    @app.post("/dialer/c/<cid:int>/stop")
     @web.login_required
-    def stop():
-        run_id = store.request_stop(conn())
-        if run_id is not None:
-            web.log.info("dialer: %s stopped run %d", web.user(), run_id)
-            _kick(web.cfg)
-        bottle.redirect(f"/dialer/runs/{run_id}" if run_id else "/dialer", 303)
+    def stop(cid):
+        campaign_or_404(cid)
+        run_id = store.request_stop(conn(), campaign_id=cid)
+        if run_id is None:
+            web.redirect_with(f"/dialer/c/{cid}", notice=web.t("camp.no_active"))
+        web.log.info("dialer: %s stopped run %d of campaign %d", web.user(), run_id, cid)
+        _kick(web.cfg)
+        web.redirect_with(f"/dialer/c/{cid}", notice=web.t("camp.stopped", id=run_id))
 
-    @app.get("/dialer/export/<what:re:todo|schedule>.json")
+    @app.get("/dialer/c/<cid:int>/export/<what:re:todo|schedule>.json")
     @web.login_required
-    def export(what):
+    def export(cid, what):
+        campaign_or_404(cid)
         c = conn()
-        body = migrate.export_todo(store.phones(c)) if what == "todo" else migrate.export_schedule(store.schedule(c))
+        body = (migrate.export_todo(store.phones(c, cid)) if what == "todo"
+                else migrate.export_schedule(store.schedule(c, cid)))
         bottle.response.content_type = "application/json; charset=utf-8"
         bottle.response.set_header("Content-Disposition", f'attachment; filename="{what}.json"')
         return body
 
-    @app.get("/dialer/runs/<run_id:int>")
+    @app.get("/dialer/export/<what:re:todo|schedule>.json")
     @web.login_required
-    def run_page(run_id):
-        c = conn()
-        r = store.run(c, run_id)
-        if r is None:
-            raise bottle.HTTPError(404)
-        return web.render("dialer_run.html", run=r, calls=store.calls(c, run_id),
-                          active=r["status"] in store.ACTIVE)
+    def export_campaign_1(what):
+        """The links of the single-list page: campaign 1's files."""
+        bottle.redirect(f"/dialer/c/1/export/{what}.json", 302)
 
+    # ---- the other dialer pages: one line each ---------------------------------------------------
     from . import web_api, web_sounds, web_suppressed
     web_suppressed.register(web)  # the do-not-call list
     web_sounds.register(web)      # the messages
     web_api.register(web)         # the JSON API and its tokens page (/api/dialer/v1, /dialer/tokens)
-
-
-def _form(f):
-    return {k: f.getunicode(k) or "" for k in ("number", "digit", "comment")}
 
 
 def _kick(cfg) -> None:
