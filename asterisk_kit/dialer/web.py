@@ -9,7 +9,7 @@ import sys
 import bottle
 
 from .. import storage
-from . import campaigns, migrate, schedule, store
+from . import campaigns, migrate, schedule, store, web_runs
 from .importing import ImportProblem, read_list
 from .numbers import BadNumber, Entry, NumberRules, comment, digit
 
@@ -336,15 +336,7 @@ def register(web) -> None:
         bottle.response.set_header("Content-Disposition", f'attachment; filename="{what}.json"')
         return body
 
-    @app.get("/dialer/runs/<run_id:int>")
-    @web.login_required
-    def run_page(run_id):
-        c = conn()
-        r = store.run(c, run_id)
-        if r is None:
-            raise bottle.HTTPError(404)
-        return web.render("dialer_run.html", run=r, calls=store.calls(c, run_id),
-                          active=r["status"] in store.ACTIVE)
+    web_runs.register(web)
 
 
 def _form(f):
