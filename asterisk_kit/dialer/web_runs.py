@@ -22,7 +22,7 @@ STRINGS = {
         "runs.trigger.schedule": "по расписанию", "runs.trigger.manual": "вручную", "runs.trigger.api": "через API",
         "runs.seg.answered": "ответили", "runs.seg.unanswered": "не ответили",
         "runs.seg.calling": "переданы АТС, звоним", "runs.seg.waiting": "ждут звонка",
-        "runs.total": "Всего номеров: {n}", "runs.handed": "передано АТС хотя бы раз: {n}",
+        "runs.total": "Всего номеров: {n}",
         "runs.optouts": "отказались от звонков: {n}",
         "runs.number": "Номер", "runs.comment": "Комментарий", "runs.outcome": "Итог", "runs.pressed": "Нажата",
         "runs.attempts": "Попыток", "runs.start": "Начало звонка", "runs.end": "Конец", "runs.optout": "Отказ",
@@ -57,7 +57,7 @@ STRINGS = {
         "runs.trigger.schedule": "scheduled", "runs.trigger.manual": "by hand", "runs.trigger.api": "through the API",
         "runs.seg.answered": "answered", "runs.seg.unanswered": "not answered",
         "runs.seg.calling": "handed to the PBX, calling", "runs.seg.waiting": "waiting to be called",
-        "runs.total": "Numbers: {n}", "runs.handed": "handed to the PBX at least once: {n}",
+        "runs.total": "Numbers: {n}",
         "runs.optouts": "opted out: {n}",
         "runs.number": "Number", "runs.comment": "Comment", "runs.outcome": "Outcome", "runs.pressed": "Pressed",
         "runs.attempts": "Attempts", "runs.start": "Call start", "runs.end": "End", "runs.optout": "Opted out",
@@ -131,7 +131,7 @@ def register(web) -> None:
         pages = max(1, math.ceil(n / runview.PAGE_SIZE))
         p = min(wanted, pages)
         counts = runview.counts(c, run_id)
-        left = runview.unanswered(c, run_id)
+        left = counts["again"]
         camp = store.campaign(c, r["campaign_id"])
         return {
             "run": {"id": r["id"], "campaign_id": r["campaign_id"], "campaign": camp["name"] if camp else "",
@@ -141,7 +141,6 @@ def register(web) -> None:
                     "started": runview.clock(r["started"], tz()), "finished": runview.clock(r["finished"], tz())},
             "counts": counts, "bar": runview.bar(counts), "again": left,
             "again_confirm": web.t("runs.again.confirm", n=left),
-            "handed_text": web.t("runs.handed", n=counts["handed"]),
             "optout_text": web.t("runs.optouts", n=counts["optout"]),
             "rows": [row_view(x, r["day"]) for x in runview.page(c, r, search, (p - 1) * runview.PAGE_SIZE)],
             "q": search, "page": p, "pages": pages, "matched": n,
@@ -181,7 +180,7 @@ def register(web) -> None:
         camp = store.campaign(c, r["campaign_id"])
         if camp is None or camp["state"] == "archived":
             web.redirect_with(back, notice=web.t("runs.again.gone"))
-        if not runview.unanswered(c, run_id):
+        if not runview.counts(c, run_id)["again"]:
             web.redirect_with(back, notice=web.t("runs.again.nothing", id=run_id))
         try:
             new = store.create_run(c, "manual", schedule.now(web.cfg).date().isoformat(), by_user=web.user() or "",

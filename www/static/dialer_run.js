@@ -8,6 +8,8 @@
   if (!box || !table) { return; }
   var url = box.getAttribute("data-json") + "?p=" + encodeURIComponent(table.getAttribute("data-page") || "1") +
     "&q=" + encodeURIComponent(table.getAttribute("data-q") || "");
+  // A search reads every row of the run (LIKE on number and comment): polled less often.
+  var every = table.getAttribute("data-q") ? 3000 : 1000;
   window.akRunPage = {loadedAt: Date.now(), updates: 0};
   var COLS = ["number", "comment", "result", "pressed", "attempts", "start", "end", "optout", "note"];
 
@@ -47,7 +49,6 @@
     var again = document.getElementById("again-form");
     if (again) { again.setAttribute("data-confirm", s.again_confirm); }
     ["answered", "unanswered", "calling", "waiting"].forEach(function (k) { text("count-" + k, String(s.counts[k])); });
-    text("count-handed", s.handed_text);
     text("count-optout", s.optout_text);
     s.bar.forEach(function (b) {
       var rect = document.querySelector("#progress rect[data-seg='" + b.key + "']");
@@ -72,9 +73,9 @@
       .then(function (s) {
         apply(s);
         // The answer that says the run ended is the last one: the page then shows its final state.
-        if (s.run.active) { setTimeout(poll, 1000); }
+        if (s.run.active) { setTimeout(poll, every); }
       })
       .catch(function () { setTimeout(poll, 3000); });
   }
-  if (box.getAttribute("data-active") === "1") { setTimeout(poll, 1000); }
+  if (box.getAttribute("data-active") === "1") { setTimeout(poll, every); }
 })();
