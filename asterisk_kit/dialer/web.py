@@ -6,10 +6,7 @@ field, typed input kept. The numbers, run and results pages register from their 
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from typing import Any, Dict, Optional
 
 import bottle
@@ -17,6 +14,7 @@ import bottle
 from .. import storage
 from . import campaigns, migrate, schedule, soundlist, store
 from .campaign_strings import STRINGS as CAMPAIGN_STRINGS
+from .kick import kick
 from .settings import callerid_list
 
 NAME_MAX = 80
@@ -368,7 +366,7 @@ def register(web) -> None:
         store.update_campaign(c, cid, state=state)
         web.log.info("dialer: %s set campaign %d %s", web.user(), cid, state)
         if state == "active":
-            _kick(web.cfg)          # a run held by the pause goes on now, not at the next cron minute
+            kick(web.cfg)          # a run held by the pause goes on now, not at the next cron minute
         web.redirect_with(f"/dialer/c/{cid}", notice=web.t(notice))
 
     @app.post("/dialer/c/<cid:int>/copy")
@@ -397,7 +395,7 @@ def register(web) -> None:
             active = store.active_run(c, cid)
             web.redirect_with(back, notice=web.t("dialer.busy", id=active["id"] if active else "?"))
         web.log.info("dialer: %s started run %d of campaign %d", web.user(), run_id, cid)
-        _kick(web.cfg)
+        kick(web.cfg)
         bottle.redirect(f"/dialer/runs/{run_id}", 303)
 
     @app.post("/dialer/c/<cid:int>/stop")
@@ -408,7 +406,7 @@ def register(web) -> None:
         if run_id is None:
             web.redirect_with(f"/dialer/c/{cid}", notice=web.t("camp.no_active"))
         web.log.info("dialer: %s stopped run %d of campaign %d", web.user(), run_id, cid)
-        _kick(web.cfg)
+        kick(web.cfg)
         web.redirect_with(f"/dialer/c/{cid}", notice=web.t("camp.stopped", id=run_id))
 
     @app.get("/dialer/c/<cid:int>/export/<what:re:todo|schedule>.json")
@@ -429,16 +427,9 @@ def register(web) -> None:
         bottle.redirect(f"/dialer/c/1/export/{what}.json", 302)
 
     # ---- the other dialer pages: one line each ---------------------------------------------------
-    from . import web_api, web_sounds, web_suppressed
+    from . import web_api, web_runs, web_sounds, web_suppressed
+    web_runs.register(web)        # run pages (live), exports, results
     web_suppressed.register(web)  # the do-not-call list
     web_sounds.register(web)      # the messages
     web_api.register(web)         # the JSON API and its tokens page (/api/dialer/v1, /dialer/tokens)
 
-
-def _kick(cfg) -> None:
-    """Let a `dialer tick` process work on the run now instead of at the next cron minute."""
-    cmd = [sys.executable, "-m", "asterisk_kit"]
-    if cfg.path:
-        cmd += ["--config", str(cfg.path)]
-    subprocess.Popen(cmd + ["dialer", "tick"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                     stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True, env=dict(os.environ))
