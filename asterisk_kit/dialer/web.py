@@ -346,6 +346,9 @@ def register(web) -> None:
         return web.render("dialer_run.html", run=r, calls=store.calls(c, run_id),
                           active=r["status"] in store.ACTIVE)
 
+    from . import web_numbers
+    web_numbers.register(web)
+
 
 def _form(f):
     return {k: f.getunicode(k) or "" for k in ("number", "digit", "comment")}
