@@ -191,3 +191,83 @@ def test_page_upload_of_200000_numbers_in_windows_1251(site, tmp_path):
     assert "0 added, 200000 updated, 3 rejected (200006 line(s) read as Windows-1251, 2 duplicate(s) merged; " \
            "header line skipped)" in r.stdout, r.stdout + r.stderr[-2000:]
     assert "0 of the updated numbers changed" in r.stdout      # the same file again: nothing to change
+
+
+def xlsx_bytes(rows) -> bytes:
+    import openpyxl
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    for r in rows:
+        ws.append(r)
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
+
+
+def test_command_line_imports_xlsx_into_a_campaign_by_id_or_name(tmp_path):
+    cfg = make_config(tmp_path)
+    kit(cfg, "dialer", "status", check=True)          # creates the store with campaign 1
+    c = sqlite3.connect(cfg.parent / "data" / "asterisk-kit.sqlite")
+    with c:
+        c.execute("INSERT INTO dialer_campaigns (id, name, created, updated) VALUES (2, 'Весна', 0, 0)")
+    f = tmp_path / "Клиенты.xlsx"
+    # A header row, a number cell typed as a number, 10 digits (trunk prefix), a bad row, a repeat.
+    f.write_bytes(xlsx_bytes([["Телефон", "Комментарий"], [89990000001, "Иванов"], ["9990000002", "без восьмёрки"],
+                              ["12345", "короткий"], ["+7 999 000-00-01", "Иванов, повтор"]]))
+    r = kit(cfg, "dialer", "import", str(f), "--campaign", "Весна")
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stdout + r.stderr
+    assert "campaign 2 'Весна': 2 added, 0 updated, 1 rejected (4 line(s) read as XLSX, 1 duplicate(s) merged" \
+        in r.stdout, r.stdout
+    assert "added line 3: 89990000002: comment 'без восьмёрки'" in r.stdout
+    assert "merged line 2: 89990000001: same number as line 5, which wins" in r.stdout
+    assert "rejected line 4: '12345\\tкороткий'" in r.stderr and "does not match the number format" in r.stderr
+    rows = dict(c.execute("SELECT number, comment FROM dialer_phones WHERE campaign_id = 2").fetchall())
+    assert rows == {"89990000001": "Иванов, повтор", "89990000002": "без восьмёрки"}
+    assert c.execute("SELECT count(*) FROM dialer_phones WHERE campaign_id = 1").fetchone()[0] == 0
+    # Again by id, one comment changed, into a full report file: the change is named old -> new.
+    f.write_bytes(xlsx_bytes([["89990000001", "Иванов И."], ["89990000002", "без восьмёрки"]]))
+    rep = tmp_path / "report.csv"
+    r = kit(cfg, "dialer", "import", str(f), "--campaign", "2", "--report", str(rep))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "updated line 1: 89990000001: comment: 'Иванов, повтор' -> 'Иванов И.'" in r.stdout
+    assert "updated line 2: 89990000002: no change" in r.stdout and "1 of the updated numbers changed" in r.stdout
+    lines = list(csv.reader(io.StringIO(rep.read_text(encoding="utf-8-sig")), delimiter=";"))
+    assert lines[1:] == [["1", "updated", "89990000001", "", "comment: 'Иванов, повтор' -> 'Иванов И.'"],
+                         ["2", "updated", "89990000002", "", "no change"]]
+
+
+def test_command_line_names_an_unknown_campaign_without_a_traceback(tmp_path):
+    cfg = make_config(tmp_path)
+    f = tmp_path / "list.txt"
+    f.write_text("89990000001\n")
+    for ref in ("7", "Нет такой"):
+        r = kit(cfg, "dialer", "import", str(f), "--campaign", ref)
+        assert r.returncode == 1 and "Traceback" not in r.stderr
+        assert f"no campaign '{ref}' (campaigns: 1 'Campaign 1')" in r.stderr, r.stderr
+    assert stored(cfg) == {}
+
+
+def test_trunk_prefix_goes_before_10_digit_numbers_and_is_validated(tmp_path):
+    from asterisk_kit.config import ConfigError, parse_text
+    from asterisk_kit.dialer.numbers import NumberRules
+
+    def rules(extra=""):
+        return NumberRules.from_config(parse_text(f"[general]\ndata_dir = {tmp_path}\n[asterisk]\nami_user = a\n"
+                                                  f"ami_secret = b\n[dialer]\n{extra}", tmp_path / "kit.ini"))
+    r = rules()
+    assert r.trunk_prefix == "8"
+    assert r.number("9161234567") == "89161234567" and r.number("(916) 123-45-67") == "89161234567"
+    assert r.number("+7 916 123-45-67") == "89161234567" and r.number("89161234567") == "89161234567"
+    assert rules("trunk_prefix = 7\nnumber_pattern = [78][0-9]{10}\n").number("9161234567") == "79161234567"
+    none = rules("trunk_prefix =\n")
+    with pytest.raises(Exception, match="does not match"):
+        none.number("9161234567")
+    for bad in ("x8", "12345", "8;"):
+        with pytest.raises(ConfigError, match="trunk_prefix"):
+            rules(f"trunk_prefix = {bad}\n")
+    # The same rules on the command line: a 10-digit line of a CSV gets the prefix.
+    cfg = make_config(tmp_path)
+    f = tmp_path / "list.csv"
+    f.write_text("9161234567;1;без восьмёрки\n", encoding="utf-8")
+    assert import_file(cfg, f).returncode == 0
+    assert stored(cfg) == {"89161234567": ("1", "без восьмёрки")}
