@@ -236,9 +236,10 @@ def cmd_import(ctx) -> int:
         out = sys.stderr if kind == "rejected" else sys.stdout
         lines = res.lines[kind]
         shown = lines if kind == "rejected" else lines[:SHOWN]
-        for no, number, text, detail in shown:
+        for no, number, text, digit, comment, detail in shown:
             what = repr(text[:120]) if kind == "rejected" else number
-            why = listimport.describe(kind, json.loads(detail))
+            why = listimport.describe(kind, {"digit": digit, "comment": comment,
+                                             "detail": json.loads(detail) if detail else {}})
             print(f"{kind} line {no}: {what}" + (f": {why}" if why else ""), file=out)
         if len(lines) > len(shown):
             print(f"… and {len(lines) - len(shown)} more {kind} line(s)"

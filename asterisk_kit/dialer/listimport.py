@@ -31,7 +31,8 @@ MIGRATIONS = [
          by_user TEXT NOT NULL DEFAULT '', source TEXT NOT NULL DEFAULT '', summary TEXT NOT NULL);
        CREATE TABLE dialer_import_lines (
          import_id INTEGER NOT NULL, kind TEXT NOT NULL, seq INTEGER NOT NULL, line INTEGER NOT NULL,
-         number TEXT NOT NULL, text TEXT NOT NULL, detail TEXT NOT NULL, PRIMARY KEY (import_id, kind, seq))""",
+         number TEXT NOT NULL, text TEXT NOT NULL, digit TEXT NOT NULL, comment TEXT NOT NULL,
+         detail TEXT NOT NULL, PRIMARY KEY (import_id, kind, seq)) WITHOUT ROWID""",
 ]
 
 ZIP_MAGIC = b"PK\x03\x04"
@@ -52,8 +53,8 @@ def read(data: Union[bytes, str], rules: NumberRules, filename: str = "", max_by
 @dataclass
 class Result:
     counts: Dict[str, int] = field(default_factory=dict)      # added, updated, changed, merged, rejected, removed
-    lines: Dict[str, List[Tuple[int, str, str, str]]] = field(default_factory=dict)   # kind -> (line, number,
-    # text, detail JSON)
+    # kind -> (line, number, input text, digit, comment, detail: JSON of what changed / the reason, or "")
+    lines: Dict[str, List[Tuple[int, str, str, str, str, str]]] = field(default_factory=dict)
     parsed: Optional[Parsed] = None
 
 
@@ -76,21 +77,21 @@ def apply(conn, parsed: Parsed, campaign_id: int, replace: bool = False) -> Resu
             no = parsed.line_of.get(e.number, 0)
             was = old.get(e.number)
             if was is None:
-                res.lines["added"].append((no, e.number, "", json.dumps({"digit": e.digit, "comment": e.comment},
-                                                                          ensure_ascii=False)))
+                res.lines["added"].append((no, e.number, "", e.digit, e.comment, ""))
                 writes.append((campaign_id, e.number, e.digit, e.comment, now, now))
                 continue
             diff = {k: [o, n] for k, o, n in (("digit", was[0], e.digit), ("comment", was[1], e.comment)) if o != n}
-            res.lines["updated"].append((no, e.number, "", json.dumps(diff, ensure_ascii=False)))
+            res.lines["updated"].append((no, e.number, "", e.digit, e.comment,
+                                         json.dumps(diff, ensure_ascii=False) if diff else ""))
             if diff:
                 changed += 1
                 writes.append((campaign_id, e.number, e.digit, e.comment, now, now))
         conn.executemany("INSERT INTO dialer_phones (campaign_id, number, digit, comment, created, updated) "
                          "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(campaign_id, number) DO UPDATE SET "
                          "digit = excluded.digit, comment = excluded.comment, updated = excluded.updated", writes)
-    res.lines["merged"] = [(no, number, "", json.dumps({"by": later})) for no, number, later in parsed.merged]
-    res.lines["rejected"] = [(no, "", line.strip()[:200], json.dumps({"key": err.key, "why": str(err)},
-                                                                        ensure_ascii=False))
+    res.lines["merged"] = [(no, number, "", "", "", json.dumps({"by": later})) for no, number, later in parsed.merged]
+    res.lines["rejected"] = [(no, "", line.strip()[:200], "", "", json.dumps({"key": err.key, "why": str(err)},
+                                                                                ensure_ascii=False))
                              for no, line, err in parsed.rejected]
     for k in KINDS:
         res.lines[k].sort()
@@ -109,10 +110,9 @@ def save(conn, res: Result, campaign_id: int, by_user: str, source: str, replace
                            "VALUES (?, ?, ?, ?, ?)", (campaign_id, time.time(), by_user, source[:200],
                                                       json.dumps(summary))).lastrowid
         for kind in KINDS:
-            conn.executemany("INSERT INTO dialer_import_lines (import_id, kind, seq, line, number, text, detail) "
-                             "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                             ((rid, kind, i, no, number, text, detail)
-                              for i, (no, number, text, detail) in enumerate(res.lines[kind])))
+            conn.executemany("INSERT INTO dialer_import_lines (import_id, kind, seq, line, number, text, digit, "
+                             "comment, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                             ((rid, kind, i, *row) for i, row in enumerate(res.lines[kind])))
         old = [r[0] for r in conn.execute("SELECT id FROM dialer_imports WHERE id <= ? - ? OR created < ?",
                                           (rid, KEEP, time.time() - KEEP_DAYS * 86400))]
         for i in old:
@@ -132,15 +132,22 @@ def report(conn, rid: int) -> Optional[Dict[str, Any]]:
 
 def lines(conn, rid: int, kind: str, offset: int = 0, limit: int = 20) -> List[Dict[str, Any]]:
     """A page of one kind's lines, by the primary key (flat at any report size)."""
-    rows = conn.execute("SELECT line, number, text, detail FROM dialer_import_lines WHERE import_id = ? AND kind = ? "
-                        "AND seq >= ? ORDER BY seq LIMIT ?", (rid, kind, int(offset), int(limit))).fetchall()
-    return [{"line": r[0], "number": r[1], "text": r[2], **json.loads(r[3])} for r in rows]
+    rows = conn.execute("SELECT line, number, text, digit, comment, detail FROM dialer_import_lines "
+                        "WHERE import_id = ? AND kind = ? AND seq >= ? ORDER BY seq LIMIT ?",
+                        (rid, kind, int(offset), int(limit))).fetchall()
+    return [_line(r) for r in rows]
 
 
-def describe(kind: str, d: Dict[str, Any]) -> str:
+def _line(r) -> Dict[str, Any]:
+    return {"line": r[0], "number": r[1], "text": r[2], "digit": r[3], "comment": r[4],
+            "detail": json.loads(r[5]) if r[5] else {}}
+
+
+def describe(kind: str, line: Dict[str, Any]) -> str:
     """One report line's detail in plain English (CLI, CSV download)."""
+    d = line["detail"]
     if kind == "added":
-        return "; ".join(f"{k} {d[k]!r}" for k in ("digit", "comment") if d.get(k))
+        return "; ".join(f"{k} {line[k]!r}" for k in ("digit", "comment") if line[k])
     if kind == "updated":
         ch = [f"{k}: {d[k][0]!r} -> {d[k][1]!r}" for k in ("digit", "comment") if k in d]
         return "; ".join(ch) or "no change"
@@ -162,9 +169,9 @@ def csv_lines(conn, rid: int) -> Iterator[str]:
     w.writerow(["line", "result", "number", "input", "detail"])
     yield "\ufeff" + flush()
     for kind in KINDS:
-        for r in conn.execute("SELECT line, number, text, detail FROM dialer_import_lines WHERE import_id = ? AND "
-                              "kind = ? ORDER BY seq", (rid, kind)):
-            w.writerow([r[0], kind, r[1], r[2], describe(kind, json.loads(r[3]))])
+        for r in conn.execute("SELECT line, number, text, digit, comment, detail FROM dialer_import_lines "
+                              "WHERE import_id = ? AND kind = ? ORDER BY seq", (rid, kind)):
+            w.writerow([r[0], kind, r[1], r[2], describe(kind, _line(r))])
             if buf.tell() > 65536:
                 yield flush()
     yield flush()

@@ -327,16 +327,17 @@ def _page_links(page: int, pages: int) -> list:
     return out
 
 
-def _line_text(web, kind: str, d: Dict[str, Any]) -> Dict[str, str]:
+def _line_text(web, kind: str, line: Dict[str, Any]) -> Dict[str, str]:
     """A report line for the page: line number, number (or input text) and what happened, translated."""
+    d = line["detail"]
     if kind == "rejected":
-        detail = web.t(d.get("key", ""))
-        return {"no": str(d["line"]), "what": d["text"], "detail": detail}
+        return {"no": str(line["line"]), "what": line["text"], "detail": web.t(d.get("key", ""))}
     if kind == "updated":
         ch = [f"{web.t('ch.' + k)}: «{d[k][0]}» → «{d[k][1]}»" for k in ("digit", "comment") if k in d]
         detail = "; ".join(ch) or web.t("rep.nochange")
     elif kind == "merged":
         detail = web.t("rep.merged", line=d["by"])
     else:
-        detail = " · ".join(v for v in (d.get("digit") and f"{web.t('ch.digit')} {d['digit']}", d.get("comment")) if v)
-    return {"no": str(d["line"]), "what": d["number"], "detail": detail}
+        detail = " · ".join(v for v in (line["digit"] and f"{web.t('ch.digit')} {line['digit']}", line["comment"])
+                            if v)
+    return {"no": str(line["line"]), "what": line["number"], "detail": detail}
