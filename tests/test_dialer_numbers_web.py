@@ -223,6 +223,16 @@ def test_screenshots_fit_desktop_and_phone_in_russian_and_english(site, browser,
     drv.find_element(By.ID, "import-add").click()
     wait_for(lambda: drv.find_elements(By.ID, "report-summary"), what="the report")
     with_report = drv.current_url
+    # The first 20 of each kind are shown; the rest page through (100 a page).
+    assert len(drv.find_elements(By.CSS_SELECTOR, "#report-added li")) == 20
+    drv.find_element(By.ID, "report-all-added").click()
+    wait_for(lambda: drv.find_elements(By.ID, "report-next"), what="the added lines, paged")
+    items = drv.find_elements(By.CSS_SELECTOR, "#report-added li")
+    assert len(items) == 100 and items[0].text.startswith("Строка 1 89994000001")
+    drv.find_element(By.ID, "report-next").click()
+    wait_for(lambda: drv.find_element(By.CSS_SELECTOR, "#report-added li").text.startswith("Строка 102 "),
+             what="page 2 of the added lines")
+    assert not drv.find_elements(By.ID, "report-rejected")       # one kind at a time
     for lang in ("ru", "en"):
         drv.get(f"{site.url}/lang/{lang}?next=/dialer/c/1/numbers")
         assert screenshots_fit(drv, with_report, f"dialer-numbers-report-{lang}") == {}
