@@ -26,9 +26,15 @@ def register(sub) -> None:
     a.add_argument("run", nargs="?", type=int)
     a.add_argument("--csv", action="store_true", help="CSV instead of a table")
     a.set_defaults(func=cmd_report)
-    a = ds.add_parser("import", help="add numbers from todo.json, CSV or one-per-line text; or load schedule.json")
+    a = ds.add_parser("import", help="add numbers from todo.json, CSV, XLSX or one-per-line text to a campaign; "
+                                     "or load schedule.json")
     a.add_argument("file", help="file to read ('-' for stdin)")
     a.add_argument("--schedule", action="store_true", help="the file is schedule.json")
+    a.add_argument("--campaign", default="1", metavar="ID|NAME", help="the campaign, by number or name (default 1)")
+    a.add_argument("--replace", action="store_true", help="replace the campaign's list: numbers not in the file are "
+                                                          "deleted")
+    a.add_argument("--report", metavar="CSV", help="write the full per-line report (every line: added, updated "
+                                                   "with what changed, merged, rejected) to this CSV file")
     a.set_defaults(func=cmd_import)
     a = ds.add_parser("export", help="print the list as todo.json or the schedule as schedule.json")
     a.add_argument("what", choices=["phones", "schedule"])
@@ -182,9 +188,23 @@ def _ts(t) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else ""
 
 
+SHOWN = 20      # report lines of each kind printed; --report writes all of them
+
+
+def find_campaign(conn, ref: str):
+    """A campaign by id or (exact) name, or None."""
+    from . import store
+    ref = ref.strip()
+    if ref.isdigit():
+        return store.campaign(conn, int(ref))
+    rows = [c for c in store.campaigns(conn, archived=True) if c["name"] == ref]
+    return rows[0] if len(rows) == 1 else None
+
+
 def cmd_import(ctx) -> int:
-    from . import migrate, store
-    from .importing import ImportProblem, decode, read_list
+    from . import listimport, migrate, store
+    from .importing import ImportProblem, decode
+    from .media_strings import MediaError
     from .numbers import NumberRules
     name = ctx.args.file
     try:
@@ -193,25 +213,54 @@ def cmd_import(ctx) -> int:
         print(f"asterisk-kit: {name}: cannot read: {e.strerror}", file=sys.stderr)
         return 1
     conn = _conn(ctx)
+    camp = find_campaign(conn, ctx.args.campaign)
+    if camp is None:
+        known = ", ".join(f"{c['id']} {c['name']!r}" for c in store.campaigns(conn, archived=True))
+        print(f"asterisk-kit: no campaign {ctx.args.campaign!r} (campaigns: {known or 'none'})", file=sys.stderr)
+        return 1
     try:
         if ctx.args.schedule:
             try:
                 sched = json.loads(decode(data)[0])
             except (ValueError, RecursionError) as e:
                 raise migrate.ImportError_(f"schedule.json: not valid JSON ({type(e).__name__}: {e})"[:300]) from None
-            store.set_schedule(conn, migrate.parse_schedule(sched))
+            store.set_schedule(conn, migrate.parse_schedule(sched), campaign_id=camp["id"])
             print("schedule imported")
             return 0
-        parsed = read_list(data, NumberRules.from_config(ctx.cfg))
-    except (ImportProblem, migrate.ImportError_) as e:
+        parsed = listimport.read(data, NumberRules.from_config(ctx.cfg), name,
+                                 max_bytes=max(len(data), ctx.cfg["dialer"]["import_max_bytes"]))
+    except (ImportProblem, MediaError, migrate.ImportError_) as e:
         print(f"asterisk-kit: {name}: {e}", file=sys.stderr)
         return 1
-    for no, line, err in parsed.rejected:
-        print(f"rejected line {no}: {line.strip()[:120]!r}: {err}", file=sys.stderr)
-    res = store.upsert_phones(conn, parsed.entries)
-    print(f"{res['added']} added, {res['updated']} updated, {len(parsed.rejected)} rejected "
+    res = listimport.apply(conn, parsed, camp["id"], replace=ctx.args.replace)
+    rid = listimport.save(conn, res, camp["id"], "cli", name, ctx.args.replace)
+    for kind in listimport.KINDS:
+        out = sys.stderr if kind == "rejected" else sys.stdout
+        lines = res.lines[kind]
+        shown = lines if kind == "rejected" else lines[:SHOWN]
+        for no, number, text, digit, comment, detail in shown:
+            what = repr(text[:120]) if kind == "rejected" else number
+            why = listimport.describe(kind, {"digit": digit, "comment": comment,
+                                             "detail": json.loads(detail) if detail else {}})
+            print(f"{kind} line {no}: {what}" + (f": {why}" if why else ""), file=out)
+        if len(lines) > len(shown):
+            print(f"… and {len(lines) - len(shown)} more {kind} line(s)"
+                  + ("" if ctx.args.report else " (--report FILE lists every line)"), file=out)
+    if ctx.args.report:
+        try:
+            with open(ctx.args.report, "w", encoding="utf-8", newline="") as f:
+                for chunk in listimport.csv_lines(conn, rid):
+                    f.write(chunk)
+        except OSError as e:
+            print(f"asterisk-kit: {ctx.args.report}: cannot write the report: {e.strerror}", file=sys.stderr)
+            return 1
+    c = res.counts
+    print(f"campaign {camp['id']} {camp['name']!r}: "
+          f"{c['added']} added, {c['updated']} updated, {c['rejected']} rejected "
           f"({parsed.read} line(s) read as {parsed.encoding}, {parsed.duplicates} duplicate(s) merged"
           + ("; header line skipped" if parsed.header else "") + ")")
+    print(f"{c['changed']} of the updated numbers changed"
+          + (f"; list replaced: {c['removed']} number(s) not in the file removed" if ctx.args.replace else ""))
     return 1 if parsed.rejected else 0
 
 

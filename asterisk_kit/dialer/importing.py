@@ -14,7 +14,7 @@ import io
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Dict, List, Tuple, Union
+from typing import Dict, Iterable, List, Tuple, Union
 
 from .numbers import BadNumber, Entry, NumberRules, comment, digit
 
@@ -38,6 +38,8 @@ class Parsed:
     read: int = 0              # non-empty lines (or todo.json items), header included
     duplicates: int = 0        # lines whose number an earlier line already had (the last one wins)
     header: bool = False       # the first line was a header and skipped
+    line_of: Dict[str, int] = field(default_factory=dict)                 # number -> the line that set it
+    merged: List[Tuple[int, str, int]] = field(default_factory=list)      # (line, number, later line that won)
 
     def summary(self, added: int, updated: int) -> str:
         return (f"{self.read} line(s) read ({self.encoding}): {added} added, {updated} updated, "
@@ -75,11 +77,27 @@ def read_list(data: Union[bytes, str], rules: NumberRules) -> Parsed:
     return out
 
 
-def _accept(out: Parsed, seen: Dict[str, Entry], e: Entry) -> None:
+def _accept(out: Parsed, seen: Dict[str, Entry], e: Entry, no: int) -> None:
     if e.number in seen:
         out.duplicates += 1
+        out.merged.append((out.line_of[e.number], e.number, no))
         del seen[e.number]
     seen[e.number] = e
+    out.line_of[e.number] = no
+
+
+def read_rows(rows: Iterable[Tuple[int, str, str]], rules: NumberRules, encoding: str = "XLSX") -> Parsed:
+    """Rows of a spreadsheet (listfiles: line number, number cell, comment cell; no digit column)."""
+    out = Parsed(encoding=encoding)
+    seen: Dict[str, Entry] = {}
+    for no, number, note in rows:
+        out.read += 1
+        try:
+            _accept(out, seen, Entry(rules.number(number), "", comment(note)), no)
+        except BadNumber as err:
+            out.rejected.append((no, f"{number}\t{note}" if note else number, err))
+    out.entries = list(seen.values())
+    return out
 
 
 def _read_lines(text: str, rules: NumberRules, out: Parsed) -> None:
@@ -109,7 +127,7 @@ def _read_lines(text: str, rules: NumberRules, out: Parsed) -> None:
             out.header = True
             continue
         try:
-            _accept(out, seen, Entry(rules.number(fields[0]), digit(fields[1]), comment(fields[2])))
+            _accept(out, seen, Entry(rules.number(fields[0]), digit(fields[1]), comment(fields[2])), no)
         except BadNumber as err:
             out.rejected.append((no, line, err))
     out.entries = list(seen.values())
@@ -142,7 +160,7 @@ def _read_todo(text: str, rules: NumberRules, out: Parsed) -> None:
             continue
         try:
             _accept(out, seen, Entry(rules.number(_text(item.get("number"))), digit(_text(item.get("dtmf"))),
-                                     comment(_text(item.get("comment")))))
+                                     comment(_text(item.get("comment")))), i)
         except BadNumber as err:
             out.rejected.append((i, _short(item), err))
     out.entries = list(seen.values())

@@ -24,14 +24,20 @@ class BadNumber(ValueError):
 
 
 class NumberRules:
-    def __init__(self, pattern: str = "8[0-9]{10}", normalise_plus7: bool = True):
+    """TRUNK_PREFIX ([dialer] trunk_prefix, "8" by default) goes in front of a 10-digit number
+    (9161234567 -> 89161234567): staff lists often hold numbers without the trunk's 8."""
+
+    def __init__(self, pattern: str = "8[0-9]{10}", normalise_plus7: bool = True, trunk_prefix: str = ""):
         self.pattern = re.compile(pattern)
         self.normalise_plus7 = normalise_plus7
+        if not re.fullmatch(r"[0-9]{0,4}", trunk_prefix):
+            raise ValueError(f"trunk prefix {trunk_prefix!r}: 0-4 digits")
+        self.trunk_prefix = trunk_prefix
 
     @classmethod
     def from_config(cls, cfg) -> "NumberRules":
         d = cfg["dialer"]
-        return cls(d["number_pattern"], d["normalise_plus7"])
+        return cls(d["number_pattern"], d["normalise_plus7"], d["trunk_prefix"])
 
     def number(self, raw: str) -> str:
         s = _SEPARATORS.sub("", raw or "")
@@ -40,6 +46,8 @@ class NumberRules:
         if self.normalise_plus7:
             if _PLUS7.fullmatch(s):
                 s = "8" + s[-10:]
+        if self.trunk_prefix and len(s) == 10 and s.isascii() and s.isdigit():
+            s = self.trunk_prefix + s
         if not _DIGITS.fullmatch(s):
             raise BadNumber("number.chars", f"{raw!r}: only digits (and +7 at the start) are allowed")
         if not self.pattern.fullmatch(s):

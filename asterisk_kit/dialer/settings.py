@@ -15,6 +15,13 @@ def _callerid(v: str) -> str:
     return s
 
 
+def _trunk_prefix(v: str) -> str:
+    s = v.strip()
+    if not re.fullmatch(r"[0-9]{0,4}", s):
+        raise Invalid("0 to 4 digits (e.g. 8), or empty for none")
+    return s
+
+
 def _callerids(v: str) -> str:
     for part in (p.strip() for p in v.split(",")):
         if part:
@@ -110,6 +117,9 @@ SECTIONS: Dict[str, Section] = {
                                                        "is not started late."),
         "number_pattern": Key(regex, "8[0-9]{10}", "Accepted numbers after normalisation (digits only, whole "
                                                      "number); default: Russian 8XXXXXXXXXX."),
+        "trunk_prefix": Key(_trunk_prefix, "8", "Put in front of 10-digit numbers (9161234567 -> 89161234567) by "
+                                                 "every import, the numbers page and the API; 0-4 digits, empty: "
+                                                 "10-digit numbers are checked as they are."),
         "normalise_plus7": Key(yes_no, "yes", "Rewrite +7XXXXXXXXXX and 7XXXXXXXXXX to 8XXXXXXXXXX before checking."),
         "templates_dir": Key(text, "", "Folder with your own plain.call.j2 / ivr.call.j2 overriding the shipped "
                                        "call file templates (empty: the shipped ones)."),

@@ -178,7 +178,7 @@ def phone_count(conn, campaign_id: int = 1, search: str = "") -> int:
 def phones_page(conn, campaign_id: int = 1, search: str = "", offset: int = 0, limit: int = 100) -> List[sqlite3.Row]:
     """One page of the list, by the (campaign_id, created, number) index: flat at any list size."""
     where, args = _phone_filter(campaign_id, search)
-    return conn.execute(f"SELECT number, digit, comment FROM dialer_phones WHERE {where} "
+    return conn.execute(f"SELECT number, digit, comment, created, updated FROM dialer_phones WHERE {where} "
                         "ORDER BY created, number LIMIT ? OFFSET ?", (*args, int(limit), int(offset))).fetchall()
 
 

@@ -427,7 +427,8 @@ def register(web) -> None:
         bottle.redirect(f"/dialer/c/1/export/{what}.json", 302)
 
     # ---- the other dialer pages: one line each ---------------------------------------------------
-    from . import web_api, web_runs, web_sounds, web_suppressed
+    from . import web_api, web_numbers, web_runs, web_sounds, web_suppressed
+    web_numbers.register(web)     # a campaign's numbers and imports
     web_runs.register(web)        # run pages (live), exports, results
     web_suppressed.register(web)  # the do-not-call list
     web_sounds.register(web)      # the messages
