@@ -271,3 +271,61 @@ def test_campaign_cap_counts_a_call_whose_file_has_left_the_spool(dialer, asteri
         store.request_stop(conn, run_id)
         runner.execute_all()            # the handed-over call ends with its outcome, its file collected
     assert spooled == rest[:1], spooled
+
+
+def test_killed_at_random_instants_with_retries_campaigns_and_suppression(dialer, asterisk):
+    """Two campaigns' runs overlapping, busy numbers retried by the kit (campaign 1: 1 extra attempt,
+    campaign 2: 2, each 3 s later), numbers on the suppression list in both; the run process is SIGKILLed
+    at random instants again and again and resumed by cron's tick. In the end each number reached the
+    callee exactly once per attempt it was due, no suppressed number was ever called, every number has its
+    outcome and no call file of either run is left in the spool."""
+    import random
+    import signal
+    import subprocess
+
+    from asterisk_kit.config import load
+    from asterisk_kit.dialer import campaigns, store
+    from asterisk_kit.dialer.numbers import Entry
+    from testbed.kitcli import BIN
+    rnd = random.Random(20261201)
+    cfg = dialer(bundle=2, timeout=1, max_in_progress=4)
+    kcfg = load(str(cfg))
+    conn = store.connect(kcfg)
+    fast = {"failed": [0, 1], "no_answer": [0, 1]}
+    store.update_campaign(conn, 1, settings={"retries": {"busy": [1, 0.05], **fast}})
+    two = store.create_campaign(conn, "Second", {"retries": {"busy": [2, 0.05], **fast}})
+    first = numbers([1, 2, 1, 2, 1, 2, 1, 2])
+    second = [n[:-2] + "9" + n[-1] for n in numbers([2, 1, 2, 1, 2, 1])]
+    store.upsert_phones(conn, [Entry(n) for n in first], campaign_id=1)
+    store.upsert_phones(conn, [Entry(n) for n in second], campaign_id=two)
+    banned = {first[0], first[1], second[0]}                # an answering and busy ones among them
+    store.suppress(conn, sorted(banned), "test", "asked not to be called")
+    runs = {c: store.create_run(conn, "manual", "2026-12-01", campaign_id=c,
+                                settings=campaigns.resolve(kcfg, store.campaign_settings(conn, c)))
+            for c in (1, two)}
+    kills = 0
+    for _ in range(9):
+        p = subprocess.Popen([str(BIN), "--config", str(cfg), "dialer", "tick"], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        try:
+            p.wait(rnd.uniform(0.3, 2.5))
+        except subprocess.TimeoutExpired:
+            p.send_signal(signal.SIGKILL)
+            p.wait(10)
+            kills += 1
+    assert kills >= 6, "the runs ended before they could be killed: the test proves little"
+    r = kit(cfg, "dialer", "tick", timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    c = db(cfg)
+    assert [c.execute("SELECT status FROM dialer_runs WHERE id = ?", (i,)).fetchone()[0]
+            for i in runs.values()] == ["done", "done"]
+    due = {n: 1 if n.endswith("1") else 2 for n in first} | {n: 1 if n.endswith("1") else 3 for n in second}
+    expected = Counter({n: k for n, k in due.items() if n not in banned})
+    assert Counter(dialled(dialer.callee_log)) == expected
+    rows = {r["number"]: r for r in c.execute("SELECT * FROM dialer_calls")}
+    assert all(r["state"] == "done" for r in rows.values()), [dict(r) for r in rows.values()]
+    assert {n: rows[n]["result"] for n in due} == {
+        n: "suppressed" if n in banned else "answered" if n.endswith("1") else "busy" for n in due}
+    assert {n: rows[n]["attempts"] for n in expected} == dict(expected)
+    for folder in ("outgoing", "outgoing_done"):
+        assert not list((asterisk.spool_dir / folder).glob("asterisk-kit-*")), folder
