@@ -15,6 +15,11 @@ from tests.test_dialer import ChannelSampler, db, import_lines, numbers, plain_c
 pytestmark = pytest.mark.asterisk
 
 
+def numbers_of_another_list(last_digits):
+    """Numbers none of numbers() gives (the test callee acts by the last digit)."""
+    return ["8998" + n[4:] for n in numbers(last_digits)]
+
+
 def test_upgrade_makes_the_old_list_schedule_and_runs_campaign_1(tmp_path):
     """A store written by the schema before campaigns (its two migrations, its INSERTs) opens with every
     phone, the schedule, the runs and their calls in campaign 1; a scheduled run per day still holds."""
@@ -114,7 +119,7 @@ def test_two_campaigns_overlap_under_the_pbx_wide_cap(dialer, asterisk):
     from asterisk_kit.dialer.numbers import Entry
     kcfg = load(str(cfg))
     conn = store.connect(kcfg)
-    first, second = numbers([1] * 8), [n[:-2] + "91" for n in numbers([1] * 8)]
+    first, second = numbers([1] * 8), numbers_of_another_list([1] * 8)
     store.upsert_phones(conn, [Entry(n) for n in first], campaign_id=1)
     two = store.create_campaign(conn, "Second", {"callerid": '"Second" <84951111111>', "max_in_progress": 3})
     store.upsert_phones(conn, [Entry(n) for n in second], campaign_id=two)
@@ -295,7 +300,7 @@ def test_killed_at_random_instants_with_retries_campaigns_and_suppression(dialer
     store.update_campaign(conn, 1, settings={"retries": {"busy": [1, 0.05], **fast}})
     two = store.create_campaign(conn, "Second", {"retries": {"busy": [2, 0.05], **fast}})
     first = numbers([1, 2, 1, 2, 1, 2, 1, 2])
-    second = [n[:-2] + "9" + n[-1] for n in numbers([2, 1, 2, 1, 2, 1])]
+    second = numbers_of_another_list([2, 1, 2, 1, 2, 1])
     store.upsert_phones(conn, [Entry(n) for n in first], campaign_id=1)
     store.upsert_phones(conn, [Entry(n) for n in second], campaign_id=two)
     banned = {first[0], first[1], second[0]}                # an answering and busy ones among them
@@ -329,3 +334,55 @@ def test_killed_at_random_instants_with_retries_campaigns_and_suppression(dialer
     assert {n: rows[n]["attempts"] for n in expected} == dict(expected)
     for folder in ("outgoing", "outgoing_done"):
         assert not list((asterisk.spool_dir / folder).glob("asterisk-kit-*")), folder
+
+
+def test_two_campaigns_with_their_own_messages_and_windows_on_the_same_day(dialer, asterisk):
+    """cron's tick starts both campaigns' scheduled runs of today, each inside its own window; each call
+    plays its campaign's message (the Playback Asterisk executed on the call's channel). Campaign 2's
+    window is then moved to have closed (staff edit it mid-run): nothing more of it is handed over, its
+    other numbers end 'window_closed', while campaign 1 goes on in its window to the end."""
+    import re
+    import subprocess
+
+    from asterisk_kit.config import load
+    from asterisk_kit.dialer import schedule, store
+    from asterisk_kit.dialer.numbers import Entry
+    from testbed.clock import away_from_midnight
+    from testbed.kitcli import BIN
+    away_from_midnight(margin=1500)
+    cfg = dialer(bundle=3, timeout=1, max_in_progress=10)
+    kcfg = load(str(cfg))
+    conn = store.connect(kcfg)
+    now = schedule.now(kcfg)
+    start = max(now - dt.timedelta(minutes=2), now.replace(hour=0, minute=0)).strftime("%H:%M")
+    day, hhmm = now.weekday(), lambda minutes: (now + dt.timedelta(minutes=minutes)).strftime("%H:%M")
+    store.update_campaign(conn, 1, settings={"sound": silence(1)})
+    two = store.create_campaign(conn, "Second", {"sound": silence(2), "bundle": 1, "pause": 4})
+    first, second = numbers([1, 1, 1]), numbers_of_another_list([1, 1, 1, 1])
+    store.upsert_phones(conn, [Entry(n) for n in first], campaign_id=1)
+    store.upsert_phones(conn, [Entry(n) for n in second], campaign_id=two)
+    store.set_schedule(conn, {day: start}, campaign_id=1, ends={day: hhmm(20)})
+    store.set_schedule(conn, {day: start}, campaign_id=two, ends={day: hhmm(10)})
+    log_before = len(asterisk.messages())
+    p = subprocess.Popen([str(BIN), "--config", str(cfg), "dialer", "tick"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 30
+    while second[0] not in dialled(dialer.callee_log):
+        assert time.time() < deadline and p.poll() is None, dialled(dialer.callee_log)
+        time.sleep(0.05)
+    store.set_schedule(conn, {day: start}, campaign_id=two, ends={day: hhmm(-1)})     # the window has closed
+    closed = time.time()
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, out + err
+    c = db(cfg)
+    runs = {r["campaign_id"]: r for r in c.execute("SELECT * FROM dialer_runs")}
+    assert {k: (r["trigger"], r["day"], r["status"]) for k, r in runs.items()} == {
+        k: ("schedule", now.date().isoformat(), "done") for k in (1, two)}
+    res = {r["number"]: r for r in c.execute("SELECT * FROM dialer_calls")}
+    assert {n: res[n]["result"] for n in first + second} == (
+        {n: "answered" for n in first + second[:1]} | {n: "window_closed" for n in second[1:]})
+    assert all(res[n]["spooled"] < closed for n in second[:1]) and not any(res[n]["spooled"] for n in second[1:])
+    assert Counter(dialled(dialer.callee_log)) == Counter(first + second[:1])
+    played = dict(re.findall(r'Playback\("Local/([0-9]+)@avtoobzvon-[0-9a-f]+;1", "([^"]+)"\)',
+                             asterisk.messages()[log_before:]))
+    assert played == {n: silence(1) for n in first} | {second[0]: silence(2)}, played
