@@ -248,7 +248,7 @@ def test_campaign_cap_counts_a_call_whose_file_has_left_the_spool(dialer, asteri
     from asterisk_kit.config import load
     from asterisk_kit.dialer import campaigns, store
     from asterisk_kit.dialer.numbers import Entry
-    from asterisk_kit.dialer.runner import Runner, _RunState
+    from asterisk_kit.dialer.runner import Runner
     cfg = dialer(bundle=5, timeout=0, max_in_progress=10)
     kcfg = load(str(cfg))
     conn = store.connect(kcfg)
@@ -267,7 +267,8 @@ def test_campaign_cap_counts_a_call_whose_file_has_left_the_spool(dialer, asteri
     ami.close()
     runner = Runner(kcfg, conn, logging.getLogger("test"))
     try:
-        runner._hand_over(_RunState(conn, store.run(conn, run_id)))
+        runner._start(store.run(conn, run_id))
+        runner._hand_over(runner.states[run_id])
         spooled = [r[0] for r in conn.execute("SELECT number FROM dialer_calls WHERE attempts > 0 AND number != ?",
                                               (up,))]
     finally:
@@ -275,6 +276,8 @@ def test_campaign_cap_counts_a_call_whose_file_has_left_the_spool(dialer, asteri
             asterisk.cli(f"channel request hangup {ch}")
         store.request_stop(conn, run_id)
         runner.execute_all()            # the handed-over call ends with its outcome, its file collected
+    assert store.run(conn, run_id)["status"] == "stopped"
+    assert not list((asterisk.spool_dir / "outgoing_done").glob("asterisk-kit-*"))
     assert spooled == rest[:1], spooled
 
 
