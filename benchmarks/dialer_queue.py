@@ -25,7 +25,7 @@ from pathlib import Path
 from asterisk_kit.config import parse_text
 from asterisk_kit.dialer import store
 from asterisk_kit.dialer.numbers import Entry
-from asterisk_kit.dialer.runner import Runner
+from asterisk_kit.dialer.runner import Runner, _RunState
 
 TEXT = "x" * 300      # a call file is about 300 bytes
 
@@ -65,9 +65,12 @@ def kit(d: Path, n: int, bundle: int) -> tuple:
     log.addHandler(logging.NullHandler())
     log.propagate = False
     runner = Runner(cfg, conn, log)
-    runner.in_progress.count = lambda run_id: 0      # nobody picks the files up here
+    runner.in_progress.count = lambda run_id=None, in_run=None: (0, 0)     # nobody picks the files up here
+    st = _RunState(conn, store.run(conn, run_id))
     t, c = time.perf_counter(), time.process_time()
-    runner._hand_over(run_id)
+    for _ in range(-(-n // bundle)):                # one batch per step, as the run's steps hand them over
+        st.next_batch = 0.0
+        runner._hand_over(st)
     took, cpu = time.perf_counter() - t, time.process_time() - c
     files = sum(1 for _ in os.scandir(d / "spool" / "outgoing"))
     assert files == n, files

@@ -3,7 +3,7 @@
 The callee context plays the other end of each call by the number's last digit:
 1 answers, 2 is busy, 3 rings without answer, 4 answers and presses 1, 5 is congested,
 6 answers and presses 2. Every call that reaches it is logged to a file, one number per line,
-so tests can count how often a number was really dialled."""
+so tests can count how often a number was really dialled; LOG.cid gets "number callerid" per call."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,6 +12,7 @@ from testbed.asterisk import Asterisk, asterisk_root, kit_section
 
 CALLEE = """[kit-test-callee]
 exten => _X.,1,System(echo ${{EXTEN}} >> {log})
+ same => n,System(echo ${{EXTEN}} ${{FILTER(0-9,${{CALLERID(num)}})}} >> {log}.cid)
  same => n,Goto(kit-test-callee-${{EXTEN:-1}},s,1)
 
 [kit-test-callee-1]
@@ -61,3 +62,9 @@ def install_callee(a: Asterisk, log: Path) -> None:
 
 def dialled(log: Path) -> list:
     return log.read_text().split() if log.exists() else []
+
+
+def callerids(log: Path) -> list:
+    """[(number, caller ID number the callee saw), ...] in the order the calls arrived."""
+    cid = log.with_name(log.name + ".cid")
+    return [tuple(line.split()) for line in cid.read_text().splitlines()] if cid.exists() else []

@@ -18,7 +18,7 @@ import re
 import sqlite3
 import time
 from collections import Counter
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from .. import storage
 from . import campaigns, schedule, store
@@ -76,21 +76,27 @@ class InProgress:
             self.close()
             return None
 
-    def count(self, run_id: Optional[int] = None) -> Optional[int]:
-        """Calls in progress of RUN_ID (its call files in outgoing/, Asterisk keeps each until the call
-        ends), or of the whole autodialer (also its Local channels); None when AMI refuses to tell (then
-        nothing is handed over)."""
-        waiting = self.spool.waiting(run_id)
-        if run_id is not None:
-            return len(waiting)
+    def count(self, run_id: Optional[int] = None,
+              in_run: Callable[[str], bool] = lambda number: True) -> Optional[Tuple[int, int]]:
+        """(calls in progress of the whole autodialer, of RUN_ID), measured in Asterisk; None when AMI
+        refuses to tell (then nothing is handed over). Per number, the larger of its call files still
+        in outgoing/ and its Local channels: a file not yet picked up has no channel, a call whose file
+        was just archived may still show one (max() of the two totals undercounted when both kinds were
+        there at once: 7 calls under a cap of 6). A run's share: its files and the channels of the
+        numbers IN_RUN says are its own (a number in two active runs counts in both: never too few)."""
+        waiting = self.spool.waiting()
         chans = self.channels()
         if self.refused:
             return None
-        # Per number, the larger of its call files still in outgoing/ and its channels: a file not yet
-        # picked up has no channel, a call whose file is already archived may still have one; max()
-        # of the two totals undercounted when both kinds were there at once (7 calls under a cap of 6).
-        files = Counter((parse_name(p.name) or (0, p.name, 0))[1] for p in waiting)
-        return sum(max(files[n], (chans or Counter())[n]) for n in set(files) | set(chans or ()))
+        chans = chans or Counter()
+        names = [parse_name(p.name) or (0, p.name, 0) for p in waiting]
+        files = Counter(n for _, n, _ in names)
+        total = sum(max(files[n], chans[n]) for n in set(files) | set(chans))
+        if run_id is None:
+            return total, total
+        mine = Counter(n for r, n, _ in names if r == run_id)
+        theirs = Counter({n: k for n, k in chans.items() if n in mine or in_run(n)})
+        return total, sum(max(mine[n], theirs[n]) for n in set(mine) | set(theirs))
 
     def close(self) -> None:
         if self.ami is not None:
@@ -236,10 +242,11 @@ class Runner:
             return
         cap = int(st.settings.get("max_in_progress") or self.d["max_in_progress"])
         bundle = int(st.settings.get("bundle") or self.d["bundle"])
-        total_busy = self.in_progress.count()
-        if total_busy is None:
+        busy = self.in_progress.count(run_id, lambda n: conn.execute(
+            "SELECT 1 FROM dialer_calls WHERE run_id = ? AND number = ?", (run_id, n)).fetchone() is not None)
+        if busy is None:
             return
-        room = min(cap - (self.in_progress.count(run_id) or 0), self.d["max_in_progress"] - total_busy)
+        room = min(cap - busy[1], self.d["max_in_progress"] - busy[0])
         if room <= 0:
             return
         rows = self._pending(run_id, min(bundle, room))
