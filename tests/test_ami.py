@@ -129,7 +129,7 @@ def test_dialer_role_counts_calls_with_write_reporting_only(roles, tmp_path):
     import logging
     ip = InProgress(cfg, Spool(cfg), logging.getLogger("test"))
     try:
-        assert ip.count() == 0 and not ip.refused
+        assert ip.count() == (0, 0) and not ip.refused
         assert ip.ami.user == user_of("dialer")
     finally:
         ip.close()
