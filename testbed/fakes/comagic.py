@@ -14,7 +14,7 @@ deterministic), so a page is a join of cached bytes. Without that the fake's own
 `latency`: seconds every answer is held before it is sent, standing for the network round trip and
 the server's own work on a real cloud API (the vendor documents neither; benchmarks choose it).
 
-Run alone for benchmarks: python -m testbed.fakes.comagic --calls 150000 --days 7 [--latency 0.3]
+Run alone for benchmarks: python -m testbed.fakes.comagic --calls 150000 --days 7 [--latency 0.2]
 (prints the URL).
 """
 from __future__ import annotations
