@@ -57,6 +57,7 @@ class FtpServer:
         self.tls = tls
         self._drop_after: Optional[int] = None
         self.drops = 0
+        self.commands: list = []        # every command received, in order (its name only)
         owner = self
         auth = DummyAuthorizer()
         auth.add_user(FTP_USER, FTP_PASSWORD, str(self.root), perm="elradfmwMT")
@@ -76,8 +77,13 @@ class FtpServer:
             handle_read_event = handle_read      # the base class aliases its own method
 
         base = TLS_FTPHandler if tls else FTPHandler
+
+        def process_command(self, cmd, *args, **kwargs):
+            owner.commands.append(cmd)
+            return base.process_command(self, cmd, *args, **kwargs)
+
         attrs = {"authorizer": auth, "dtp_handler": Dtp, "banner": "test ftp", "passive_ports": None,
-                 "permit_foreign_addresses": False}
+                 "permit_foreign_addresses": False, "process_command": process_command}
         if tls:
             self.cert, key = make_cert(Path(certdir or self.root.parent / "ftps-cert"))
             attrs.update(certfile=str(self.cert), keyfile=str(key),

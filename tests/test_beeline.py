@@ -246,6 +246,28 @@ def test_end_to_end_ftps_with_a_custom_template(tmp_path, fake, ftps):
                    f'"at": "{when:%Y-%m-%dT%H:%M:%S}"}}\n')
 
 
+@pytest.mark.parametrize("tls", [False, True])
+def test_ftp_publish_sends_only_the_commands_that_say_something(tmp_path, started, tls):
+    """Binary mode is set once per session, not before every file (ftplib's storbinary sends TYPE I
+    each time): a record's two files cost PASV+STOR, SIZE of the temp name, RNFR+RNTO each."""
+    ftp = FtpServer(tmp_path / "root", tls=tls, certdir=tmp_path / "cert")
+    started.append(ftp)
+    c = {"password": FTP_PASSWORD, "transfer_timeout": 10, "tls_ca_file": str(ftp.cert) if tls else ""}
+    up = remote.FtpUploader(remote.Destination.parse(ftp.url()), c)
+    try:
+        up.connect()
+        before = len(ftp.commands)
+        src = tmp_path / "a.mp3"
+        src.write_bytes(b"ID3" + b"x" * 300_000)
+        assert up.publish(str(src), "1.mp3", 300_003, maybe_there=False) == 300_003
+        assert up.publish(b'{"id": 1}', "1.json", 9, maybe_there=False) == 9
+        assert ftp.commands[before:] == ["PASV", "STOR", "SIZE", "RNFR", "RNTO"] * 2
+    finally:
+        up.close()
+    assert (ftp.root / "incoming" / "1.mp3").read_bytes() == src.read_bytes()
+    assert (ftp.root / "incoming" / "1.json").read_bytes() == b'{"id": 1}'
+
+
 def test_ftps_refuses_an_untrusted_certificate(tmp_path, fake, ftps):
     f = fake(records=2)
     cfgp = write_cfg(tmp_path, section("tls", f, ftps.url(), password=FTP_PASSWORD, retries=0))

@@ -346,6 +346,47 @@ def test_incremental_resumes_after_a_failed_run_without_duplicates(tmp_path, fak
     assert export.run(cfg, today=dt.date(2026, 1, 22)).days == [dt.date(2026, 1, 21)]
 
 
+def test_a_day_being_written_does_not_hold_up_converting_the_next_pages(tmp_path, fakes, monkeypatch):
+    """The export writes each finished day in a writer thread: while the first day's write is
+    still in progress, the job goes on converting the pages that follow. The write here waits for
+    the next page to be converted (up to 10 s); when writing blocks converting, it waits in vain."""
+    import threading
+
+    from asterisk_kit.comagic import destinations
+    f = fakes(calls=3000, days=3)
+    cfg = cfg_of(tmp_path, f, chunk_days=3, page_limit=200, max_rows_per_range=1200)
+    converted = []
+    real_page_table = transform.page_table
+
+    def page_table(rows, columns):
+        converted.append(len(rows))
+        return real_page_table(rows, columns)
+    monkeypatch.setattr(transform, "page_table", page_table)
+    real_open = destinations.open_destination
+    seen: dict = {}
+
+    def open_destination(cfg, columns):
+        dest = real_open(cfg, columns)
+        real_replace = dest.replace_day
+
+        def replace_day(day, batch):
+            if not seen:
+                at_start = len(converted)
+                deadline = time.monotonic() + 10
+                while len(converted) == at_start and time.monotonic() < deadline:
+                    threading.Event().wait(0.01)
+                seen[day] = len(converted) - at_start
+            real_replace(day, batch)
+        dest.replace_day = replace_day
+        return dest
+    monkeypatch.setattr(destinations, "open_destination", open_destination)
+    s = export.run(cfg, D0, dt.date(2026, 1, 3), today=TODAY)
+    assert s.days == export.day_range(D0, dt.date(2026, 1, 3)) and s.rows == 3000
+    assert seen == {D0: seen[D0]} and seen[D0] >= 1, seen   # pages converted while day 1 was being written
+    per_day, total, distinct, loaded = local_counts(tmp_path)
+    assert per_day == expected(f, D0, dt.date(2026, 1, 3)) and total == distinct == 3000
+
+
 def test_incremental_without_first_date_starts_yesterday(tmp_path, fakes):
     f = fakes(calls=500, days=10)
     cfg = cfg_of(tmp_path, f)
@@ -571,3 +612,15 @@ def test_install_puts_the_export_in_cron(tmp_path, fakes):
              and not ln.startswith("#")]
     assert len(lines) == 1 and lines[0].startswith("40 * * * * root ")
     assert lines[0].split(" root ", 1)[1].startswith(f"{BIN_KIT} --config {path} comagic export"), lines
+
+
+def test_page_decoder_reads_what_the_standard_json_reads():
+    """The export parses pages with orjson when it is installed; what orjson refuses (an integer
+    beyond 64 bits, NaN, a lone surrogate escape) must still be read as json reads it, and what
+    neither reads must stay a ValueError (the client turns it into its 'not JSON' error)."""
+    raw = b'{"a": 18446744073709551616, "b": NaN, "c": "\\ud800", "d": [1, "\xd0\x9c", null]}'
+    got = api.decode_json(raw)
+    assert got["a"] == 18446744073709551616 and got["b"] != got["b"] and got["c"] == "\ud800"
+    assert got["d"] == [1, "М", None]
+    with pytest.raises(ValueError):
+        api.decode_json(b"<html>Bad Gateway</html>")

@@ -137,28 +137,24 @@ class Uploader:
 
 # ---- FTP / FTPS --------------------------------------------------------------------------------
 
-class _FtpTls(ftplib.FTP_TLS):
-    """ftplib's FTP_TLS, except that a server closing the data channel without its own TLS
-    close_notify (pyftpdlib, others) does not fail an upload the server confirmed with 226:
-    ftplib's unwrap() waits for that close_notify and raises SSLEOFError. The size check in
-    publish() still catches any short file."""
-
-    def storbinary(self, cmd, fp, blocksize=8192, callback=None, rest=None):
-        self.voidcmd("TYPE I")
-        with self.transfercmd(cmd, rest) as conn:
-            while True:
-                buf = fp.read(blocksize)
-                if not buf:
-                    break
-                conn.sendall(buf)
-                if callback:
-                    callback(buf)
-            if isinstance(conn, ssl.SSLSocket):
-                try:
-                    conn.unwrap()           # our close_notify: the server knows the file is whole
-                except ssl.SSLError:
-                    pass
-        return self.voidresp()
+def _store(ftp: ftplib.FTP, cmd: str, fp, blocksize: int):
+    """ftplib's storbinary without its `TYPE I` before every file (connect() set binary mode once
+    for the session: two commands less per record), and for FTPS without ftplib's wait for the
+    server's TLS close_notify on the data channel: pyftpdlib and others close it without one,
+    and ftplib's unwrap() then raises SSLEOFError for an upload the server confirmed with 226.
+    The size check in publish() still catches any short file."""
+    with ftp.transfercmd(cmd) as conn:
+        while True:
+            buf = fp.read(blocksize)
+            if not buf:
+                break
+            conn.sendall(buf)
+        if isinstance(conn, ssl.SSLSocket):
+            try:
+                conn.unwrap()           # our close_notify: the server knows the file is whole
+            except ssl.SSLError:
+                pass
+    return ftp.voidresp()
 
 
 class FtpUploader(Uploader):
@@ -174,7 +170,7 @@ class FtpUploader(Uploader):
         try:
             if d.scheme == "ftps":
                 ctx = ssl.create_default_context(cafile=c.get("tls_ca_file") or None)
-                ftp = _FtpTls(context=ctx, timeout=timeout)
+                ftp = ftplib.FTP_TLS(context=ctx, timeout=timeout)
             else:
                 ftp = ftplib.FTP(timeout=timeout)
             ftp.connect(d.host, d.port)
@@ -243,7 +239,7 @@ class FtpUploader(Uploader):
     def put(self, src: Source, name: str) -> None:
         with (io.BytesIO(src) if isinstance(src, bytes) else open(src, "rb")) as f:
             try:
-                self._session().storbinary(f"STOR {name}", f, BLOCK)
+                _store(self._session(), f"STOR {name}", f, BLOCK)
             except ftplib.error_perm as e:      # 5xx: this file refused, the session is fine
                 raise RefusedError(f"{self.dest}: STOR {name} refused: {e}") from None
             except (OSError, EOFError, ftplib.Error) as e:

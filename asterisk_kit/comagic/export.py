@@ -143,8 +143,12 @@ def run(cfg, date_from: Optional[dt.date] = None, date_till: Optional[dt.date] =
 
 def _export_chunk(client, dest, c, columns, group, dry_run, progress, summary) -> None:
     """Fetch the chunk's calls in a producer thread (a couple of pages ahead) while this thread
-    converts them and writes every day as soon as the ranges done so far cover it: the writing of
-    the first days overlaps the fetching of the last ones."""
+    converts them, and write every day as soon as the ranges done so far cover it, in a writer
+    thread (DuckDB and the BigQuery upload release the GIL): fetching, converting and writing
+    overlap. Days are written one at a time and in order, each counted only once its write
+    returned; at most one day waits behind the one being written."""
+    import threading
+    from concurrent.futures import Future, ThreadPoolExecutor
     first, last = group[0], group[-1]
     start = dt.datetime.combine(first, dt.time())
     # Ask up to the next midnight (exclusive) and keep only this chunk's days: a call at exactly
@@ -153,26 +157,47 @@ def _export_chunk(client, dest, c, columns, group, dry_run, progress, summary) -
     progress.start(f"{first} .. {last}")
     tables: list = []
     pending = list(group)
-    with _Prefetch(lambda on_range: client.iter_calls(
-            start, end, c["fields"], page_limit=c["page_limit"], max_rows=c["max_rows_per_range"],
-            on_page=progress.page, on_range=on_range)) as items:
-        for kind, value in items:
-            if kind == "page":
-                tables.append(transform.page_table(value, columns))
-                continue
-            ready = [d for d in pending if dt.datetime.combine(d + dt.timedelta(days=1), dt.time()) <= value]
-            if not ready:
-                continue
-            table = transform.combine(tables, columns)
-            tables = [table]
-            for day in ready:
-                part = transform.day_slice(table, day)
-                if not dry_run:
-                    dest.replace_day(day, part)
-                summary.days.append(day)
-                summary.rows += part.num_rows
-                pending.remove(day)
-                log.info("%s %s: %d calls", "fetched" if dry_run else "loaded", day, part.num_rows)
+    writes: List[Future] = []
+    failed = threading.Event()
+
+    def write(day, part) -> None:
+        if failed.is_set():     # an earlier day's write failed: the run stops there, as it always did
+            return
+        if not dry_run:
+            try:
+                dest.replace_day(day, part)
+            except BaseException:
+                failed.set()
+                raise
+        summary.days.append(day)
+        summary.rows += part.num_rows
+        log.info("%s %s: %d calls", "fetched" if dry_run else "loaded", day, part.num_rows)
+
+    def settle(keep: int) -> None:
+        while len(writes) > keep:
+            writes.pop(0).result()      # re-raises the write's error here
+
+    # Leaving the executor waits for the days already handed to it: they are whole, and each is its
+    # own atomic replace, so they are written even when fetching failed meanwhile (as they were when
+    # days were written in this thread). After a failed write no later day is written.
+    with ThreadPoolExecutor(1, thread_name_prefix="comagic-write") as writer:
+        with _Prefetch(lambda on_range: client.iter_calls(
+                start, end, c["fields"], page_limit=c["page_limit"], max_rows=c["max_rows_per_range"],
+                on_page=progress.page, on_range=on_range)) as items:
+            for kind, value in items:
+                if kind == "page":
+                    tables.append(transform.page_table(value, columns))
+                    continue
+                ready = [d for d in pending if dt.datetime.combine(d + dt.timedelta(days=1), dt.time()) <= value]
+                if not ready:
+                    continue
+                table = transform.combine(tables, columns)
+                tables = [table]
+                for day in ready:
+                    settle(1)
+                    writes.append(writer.submit(write, day, transform.day_slice(table, day)))
+                    pending.remove(day)
+        settle(0)
     progress.done()
     if pending:
         raise ExportError(f"days {pending[0]} .. {pending[-1]} were not covered by the ranges fetched")

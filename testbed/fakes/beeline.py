@@ -20,7 +20,11 @@ any record). Kinds: "500", "429", "truncate" (announces the full length, sends h
 same body labelled audio/mpeg), "missing" (404 JSON),
 "slow" (sleeps `slow_seconds` before answering), "drop" (closes the connection without answering).
 
-Run alone for benchmarks: python -m testbed.fakes.beeline --records 200 --size 5000000 (prints URL).
+`latency`: seconds every answer is held before it starts (the network round trip and the portal's
+own work, which a real cloud API always adds; not documented by the vendor, benchmarks choose it).
+
+Run alone for benchmarks: python -m testbed.fakes.beeline --records 200 --size 5000000 [--latency 0.1]
+(prints URL).
 """
 from __future__ import annotations
 
@@ -61,9 +65,10 @@ def audio_chunks(rid: str, size: int):
 class FakeBeeline(LocalServer):
     def __init__(self, *, records: int = 10, first_id: int = 99990, token: str = "tok-0001",
                  size: int = 20000, sizes: Optional[Dict[str, int]] = None, slow_seconds: float = 3.0,
-                 seed: int = 5, short_list: bool = False):
+                 seed: int = 5, short_list: bool = False, latency: float = 0.0):
         # short_list: list items without `abonent` (older answers vary), so details must be fetched.
         self.short_list = short_list
+        self.latency = latency
         self.token = token
         self.slow_seconds = slow_seconds
         self.lock = threading.Lock()
@@ -155,6 +160,8 @@ class FakeBeeline(LocalServer):
                     return self.error(404, "NotFound", f"no such path {u.path}")
                 with fake.lock:
                     fake.requests.append((endpoint, rid))
+                if fake.latency:
+                    time.sleep(fake.latency)
                 if self.headers.get("X-MPBX-API-AUTH-TOKEN") != fake.token:
                     return self.error(401, "AuthenticationFailed", "Invalid or missing X-MPBX-API-AUTH-TOKEN")
                 kind = fake._take_fault(endpoint, None if endpoint == "list" else rid)
@@ -235,8 +242,9 @@ def main() -> None:
     p.add_argument("--records", type=int, default=200)
     p.add_argument("--size", type=int, default=5_000_000)
     p.add_argument("--token", default="tok-0001")
+    p.add_argument("--latency", type=float, default=0.0, help="seconds each answer is held (network + server)")
     a = p.parse_args()
-    fake = FakeBeeline(records=a.records, size=a.size, token=a.token).start()
+    fake = FakeBeeline(records=a.records, size=a.size, token=a.token, latency=a.latency).start()
     print(fake.url, flush=True)
     try:
         while True:

@@ -8,7 +8,14 @@ Fault injection: `faults[n] = kind` makes the n-th get.calls_report request (1-b
 "internal_error" (-32603), "http_502", "limit_exceeded" (-32029), "expire_token" (every token
 expires just before it is checked).
 
-Run alone for benchmarks: python -m testbed.fakes.comagic --calls 150000 --days 7 (prints the URL).
+Serving cost: each row is rendered and JSON-encoded once per field list and kept (rows are
+deterministic), so a page is a join of cached bytes. Without that the fake's own row generation
+(~60 us a row) was the slowest part of any benchmark that used it, fetch baseline included.
+`latency`: seconds every answer is held before it is sent, standing for the network round trip and
+the server's own work on a real cloud API (the vendor documents neither; benchmarks choose it).
+
+Run alone for benchmarks: python -m testbed.fakes.comagic --calls 150000 --days 7 [--latency 0.2]
+(prints the URL).
 """
 from __future__ import annotations
 
@@ -49,12 +56,14 @@ class FakeComagic(LocalServer):
                  login: str = "analytics", password: str = "secret-pw", permanent_key: str = "perm-key-1",
                  token_ttl: float = 3600.0, max_limit: int = 10000, max_reach: int = 110000,
                  max_months: int = 3, minute_limit: int = 1000, minute_window: float = 60.0,
-                 day_limit: int = 100000, seed: int = 7):
+                 day_limit: int = 100000, seed: int = 7, latency: float = 0.0):
         self.login, self.password, self.permanent_key = login, password, permanent_key
         self.token_ttl = token_ttl
         self.max_limit, self.max_reach, self.max_months = max_limit, max_reach, max_months
         self.minute_limit, self.minute_window, self.day_limit = minute_limit, minute_window, day_limit
         self.seed = seed
+        self.latency = latency
+        self._encoded: Dict[tuple, List[Optional[bytes]]] = {}   # fields -> each row's JSON, made once
         self.faults: Dict[int, str] = {}
         self.held_back: Dict[int, float] = {}   # report request number -> seconds its answer is held back
         self.tokens: Dict[str, float] = {}      # token -> expires at (monotonic)
@@ -158,7 +167,9 @@ class FakeComagic(LocalServer):
                 status, answer = fake.handle(body)
                 if answer and "error" in answer:
                     fake.errors_sent.append(answer["error"]["data"]["mnemonic"])
-                raw = b"Bad Gateway" if answer is None else json.dumps(answer, ensure_ascii=False).encode()
+                raw = b"Bad Gateway" if answer is None else fake.encode(answer)
+                if fake.latency:
+                    time.sleep(fake.latency)
                 self.send_response(status)
                 self.send_header("Content-Type", "text/plain" if answer is None else "application/json; charset=UTF-8")
                 self.send_header("Content-Length", str(len(raw)))
@@ -171,6 +182,23 @@ class FakeComagic(LocalServer):
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v2.0"
+
+    def encode(self, answer: dict) -> bytes:
+        """The answer as JSON; a page's rows (_Rows) are spliced in from their cached encodings."""
+        result = answer.get("result")
+        rows = result.get("data") if isinstance(result, dict) else None
+        if not isinstance(rows, _Rows):
+            return json.dumps(answer, ensure_ascii=False).encode()
+        envelope = json.dumps(dict(answer, result=dict(result, data=_SPLICE)), ensure_ascii=False).encode()
+        head, tail = envelope.split(json.dumps(_SPLICE).encode())
+        return b"".join((head, b"[", b",".join(rows.encoded), b"]", tail))
+
+    def _row_json(self, cache: List[Optional[bytes]], fields: tuple, k: int) -> bytes:
+        raw = cache[k]
+        if raw is None:
+            rec = self.record(k)
+            raw = cache[k] = json.dumps({f: rec[f] for f in fields}, ensure_ascii=False).encode()
+        return raw
 
     # ---- JSON-RPC ------------------------------------------------------------------------------
 
@@ -312,13 +340,23 @@ class FakeComagic(LocalServer):
         hi = bisect.bisect_right(self._secs, int((t1 - self._epoch).total_seconds()))
         total = max(hi - lo, 0)
         page = range(lo + offset, min(lo + offset + limit, hi))
-        data = []
-        for k in page:
-            rec = self.record(k)
-            data.append({f: rec[f] for f in fields})
+        key = tuple(fields)
+        cache = self._encoded.get(key) or self._encoded.setdefault(key, [None] * len(self._secs))
+        data = _Rows([self._row_json(cache, key, k) for k in page])
         self.answers.append({"params": self.requests_log[-1], "total": total, "ids": [k + 1 for k in page]})
         return 200, {"jsonrpc": "2.0", "id": id_, "result": {
             "data": data, "metadata": {"total_items": total, "limits": self._limits(now)}}}
+
+
+_SPLICE = "@@rows-spliced-here@@"
+
+
+class _Rows(list):
+    """A page's rows as their cached JSON encodings (spliced into the answer by encode())."""
+
+    def __init__(self, encoded: List[bytes]):
+        super().__init__()
+        self.encoded = encoded
 
 
 def main() -> None:
@@ -327,8 +365,10 @@ def main() -> None:
     p.add_argument("--calls", type=int, default=150000)
     p.add_argument("--days", type=int, default=7)
     p.add_argument("--first-day", default="2026-01-01")
+    p.add_argument("--latency", type=float, default=0.0, help="seconds each answer is held (network + server)")
     a = p.parse_args()
-    fake = FakeComagic(calls=a.calls, days=a.days, first_day=dt.date.fromisoformat(a.first_day)).start()
+    fake = FakeComagic(calls=a.calls, days=a.days, first_day=dt.date.fromisoformat(a.first_day),
+                       latency=a.latency).start()
     print(fake.url, flush=True)
     try:
         threading.Event().wait()
