@@ -223,3 +223,10 @@ def test_retries_per_outcome_each_with_its_own_spacing(dialer, asterisk):
         assert all(delay <= g <= delay + ring + 6 for g in gaps), (n, gaps)
     assert sorted(callerids(dialer.callee_log)) == sorted((n, "84951111111") for n, _ in watch.seen)
     assert not list((asterisk.spool_dir / "outgoing").glob("asterisk-kit-*"))
+    # The export's first and last call: the hand-over of the first and of the latest attempt.
+    from asterisk_kit.dialer import runview
+    run = dict(db(cfg).execute("SELECT * FROM dialer_runs WHERE campaign_id = ?", (camp,)).fetchone())
+    times = {r["number"]: (r["first_call"], r["last_call"]) for r in runview.export_rows(conn, run)}
+    first_seen = {n: min(t for m, t in watch.seen if m == n) for n in times}
+    assert times[busy][1] - times[busy][0] >= 18 and times[never][1] - times[never][0] >= 15, times
+    assert times[answers][0] == times[answers][1] and all(abs(times[n][0] - first_seen[n]) < 3 for n in times)

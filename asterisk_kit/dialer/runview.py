@@ -23,7 +23,7 @@ _COUNT_KEYS = ("total", *SEGMENTS, "optout", "again")
 # One narrow covering index scan per poll (the grouping below), instead of reading every row.
 _GROUPS = "SELECT state, result, optout, count(*) FROM dialer_calls WHERE run_id = ? GROUP BY state, result, optout"
 
-_ROW = ("SELECT c.number, c.state, c.result, c.attempts, c.spooled, c.finished, c.pressed, c.optout, c.note, "
+_ROW = ("SELECT c.number, c.state, c.result, c.attempts, c.first_call, c.spooled, c.finished, c.pressed, c.optout, c.note, "
         "c.seq, coalesce(p.comment, '') AS comment FROM dialer_calls c "
         "LEFT JOIN dialer_phones p ON p.campaign_id = ? AND p.number = c.number ")
 
@@ -95,12 +95,12 @@ def page(conn, run, search: str = "", offset: int = 0, limit: int = PAGE_SIZE) -
 
 
 def export_rows(conn, run) -> Iterator[Dict[str, Any]]:
-    """Every number of the run in list order, as export.py takes them. The store keeps the start of a
-    number's last attempt only, so `first_call` is known for numbers called once (it is that call)."""
+    """Every number of the run in list order, as export.py takes them: `first_call` is the hand-over of
+    its first attempt, `last_call` of its latest."""
     cur = conn.execute(_ROW + "WHERE c.run_id = ? ORDER BY c.seq", (run["campaign_id"], run["id"]))
     for r in cur:
         yield {"number": r["number"], "comment": r["comment"], "attempts": r["attempts"],
-               "first_call": r["spooled"] if r["attempts"] == 1 else None, "last_call": r["spooled"],
+               "first_call": r["first_call"], "last_call": r["spooled"],
                "outcome": outcome(r["state"], r["result"]), "digit": r["pressed"] or "",
                "opted_out": bool(r["optout"])}
 
