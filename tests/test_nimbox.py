@@ -239,7 +239,10 @@ def test_nimbox_down_calls_wait_in_the_outbox_then_sync_sends_each_once(hooked, 
     for i, n in enumerate(numbers):
         place_call(asterisk, n, caller=f"20{i}")
     conn = db(cfg)
-    _wait(lambda: conn.execute("SELECT count(*) FROM nimbox_calls WHERE state = 'pending' AND attempts = 1")
+    # Each hook stored its call, tried once within hook_timeout and recorded the failed attempt (it keeps
+    # part of its deadline for that write). On a loaded machine a hook may find its deadline spent before
+    # sending (then attempts stays 0): the call waits in the outbox all the same, which is what counts.
+    _wait(lambda: conn.execute("SELECT count(*) FROM nimbox_calls WHERE state = 'pending' AND attempts <= 1")
           .fetchone()[0] == 3, 40, "three calls in the outbox")
     callers = ("200", "201", "202")
     held = _wait(lambda: (lambda st: [st[c]["end"] - st[c]["begin"] for c in callers]
