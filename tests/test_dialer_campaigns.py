@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -374,8 +375,15 @@ def test_two_campaigns_with_their_own_messages_and_windows_on_the_same_day(diale
     now = schedule.now(kcfg)
     start = max(now - dt.timedelta(minutes=2), now.replace(hour=0, minute=0)).strftime("%H:%M")
     day, hhmm = now.weekday(), lambda minutes: (now + dt.timedelta(minutes=minutes)).strftime("%H:%M")
+    # Campaign 2's message is a recording uploaded as staff do (converted and stored by the kit).
+    import tempfile
+
+    from asterisk_kit.dialer.sounds import SoundStore
+    from tests.test_dialer_media import tone
+    with tempfile.TemporaryDirectory() as t:
+        uploaded = SoundStore.from_config(kcfg).add_upload(tone(Path(t) / "from-phone.mp3", 2).read_bytes())
     store.update_campaign(conn, 1, settings={"sound": silence(1)})
-    two = store.create_campaign(conn, "Second", {"sound": silence(2), "bundle": 1, "pause": 4})
+    two = store.create_campaign(conn, "Second", {"sound": uploaded.playback_name, "bundle": 1, "pause": 4})
     first, second = numbers([1, 1, 1]), numbers_of_another_list([1, 1, 1, 1])
     store.upsert_phones(conn, [Entry(n) for n in first], campaign_id=1)
     store.upsert_phones(conn, [Entry(n) for n in second], campaign_id=two)
@@ -403,4 +411,5 @@ def test_two_campaigns_with_their_own_messages_and_windows_on_the_same_day(diale
     assert Counter(dialled(dialer.callee_log)) == Counter(first + second[:1])
     played = dict(re.findall(r'Playback\("Local/([0-9]+)@avtoobzvon-[0-9a-f]+;1", "([^"]+)"\)',
                              asterisk.messages()[log_before:]))
-    assert played == {n: silence(1) for n in first} | {second[0]: silence(2)}, played
+    assert played == {n: silence(1) for n in first} | {second[0]: uploaded.playback_name}, played
+    assert f"Playing '{uploaded.playback_name}." in asterisk.messages()[log_before:]   # the file itself opened
