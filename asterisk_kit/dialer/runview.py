@@ -23,8 +23,8 @@ _COUNT_KEYS = ("total", *SEGMENTS, "optout", "again")
 # One narrow covering index scan per poll (the grouping below), instead of reading every row.
 _GROUPS = "SELECT state, result, optout, count(*) FROM dialer_calls WHERE run_id = ? GROUP BY state, result, optout"
 
-_ROW = ("SELECT c.number, c.state, c.result, c.attempts, c.first_call, c.spooled, c.finished, c.pressed, c.optout, c.note, "
-        "c.seq, coalesce(p.comment, '') AS comment FROM dialer_calls c "
+_ROW = ("SELECT c.number, c.state, c.result, c.attempts, c.first_call, c.spooled, c.finished, c.pressed, c.optout, "
+        "c.note, c.seq, coalesce(p.comment, '') AS comment FROM dialer_calls c "
         "LEFT JOIN dialer_phones p ON p.campaign_id = ? AND p.number = c.number ")
 
 
