@@ -123,6 +123,14 @@ STRINGS = {
 }
 
 
+
+def campaign_or_404(conn, cid: int):
+    """The campaign row, or a 404 page: every campaign-scoped page starts here."""
+    camp = store.campaign(conn, cid)
+    if camp is None:
+        raise bottle.HTTPError(404)
+    return camp
+
 def register(web) -> None:
     app, req = web.app, bottle.request
     web.strings(STRINGS)
@@ -133,12 +141,6 @@ def register(web) -> None:
     # whole in memory (a part above MEMFILE_MAX is spooled and dropped from forms).
     bottle.BaseRequest.MEMFILE_MAX = max(bottle.BaseRequest.MEMFILE_MAX, web.cfg["dialer"]["import_max_bytes"] + 65536)
     storage.migrate(conn(), "dialer", store.MIGRATIONS)
-
-    def campaign_or_404(cid: int):
-        camp = store.campaign(conn(), cid)
-        if camp is None:
-            raise bottle.HTTPError(404)
-        return camp
 
     def next_run(c, camp, at) -> Optional[str]:
         """"Tue 10:00" in the PBX's zone: when the campaign's next window opens (None: no schedule)."""
@@ -206,7 +208,7 @@ def register(web) -> None:
     @app.get("/dialer/c/<cid:int>")
     @web.login_required
     def campaign_page(cid):
-        camp = campaign_or_404(cid)
+        camp = campaign_or_404(conn(), cid)
         c, f = conn(), web.flashed()
         stored = json.loads(camp["settings"] or "{}")
         values = campaigns.form_values(web.cfg, stored)
@@ -230,7 +232,7 @@ def register(web) -> None:
     @app.post("/dialer/c/<cid:int>/settings")
     @web.login_required
     def save_settings(cid):
-        camp = campaign_or_404(cid)
+        camp = campaign_or_404(conn(), cid)
         c = conn()
         form = {k: req.forms.getunicode(k) or "" for k in ("name", *SETTINGS_FIELDS)}
         stored = json.loads(camp["settings"] or "{}")
@@ -260,7 +262,7 @@ def register(web) -> None:
     @app.post("/dialer/c/<cid:int>/schedule")
     @web.login_required
     def save_windows(cid):
-        campaign_or_404(cid)
+        campaign_or_404(conn(), cid)
         starts, ends, errors, form = {}, {}, {}, {}
         for d in range(7):
             day = web.t(f"day.{d}")
@@ -288,7 +290,7 @@ def register(web) -> None:
     @app.post("/dialer/c/<cid:int>/state")
     @web.login_required
     def set_state(cid):
-        campaign_or_404(cid)
+        campaign_or_404(conn(), cid)
         c = conn()
         action = req.forms.getunicode("action") or ""
         if action not in STATE_ACTIONS:
@@ -306,7 +308,7 @@ def register(web) -> None:
     @app.post("/dialer/c/<cid:int>/copy")
     @web.login_required
     def copy(cid):
-        camp = campaign_or_404(cid)
+        camp = campaign_or_404(conn(), cid)
         name = web.t("camp.copy.name", name=camp["name"])[:NAME_MAX]
         new = store.copy_campaign(conn(), cid, name)
         web.log.info("dialer: %s copied campaign %d to %d", web.user(), cid, new)
@@ -315,7 +317,7 @@ def register(web) -> None:
     @app.post("/dialer/c/<cid:int>/run")
     @web.login_required
     def run_now(cid):
-        camp = campaign_or_404(cid)
+        camp = campaign_or_404(conn(), cid)
         c, back = conn(), f"/dialer/c/{cid}"
         if camp["state"] != "active":
             web.redirect_with(back, notice=web.t(f"camp.run.{camp['state']}"))
@@ -335,7 +337,7 @@ def register(web) -> None:
     @app.post("/dialer/c/<cid:int>/stop")
     @web.login_required
     def stop(cid):
-        campaign_or_404(cid)
+        campaign_or_404(conn(), cid)
         run_id = store.request_stop(conn(), campaign_id=cid)
         if run_id is None:
             web.redirect_with(f"/dialer/c/{cid}", notice=web.t("camp.no_active"))
@@ -346,7 +348,7 @@ def register(web) -> None:
     @app.get("/dialer/c/<cid:int>/export/<what:re:todo|schedule>.json")
     @web.login_required
     def export(cid, what):
-        campaign_or_404(cid)
+        campaign_or_404(conn(), cid)
         c = conn()
         body = (migrate.export_todo(store.phones(c, cid)) if what == "todo"
                 else migrate.export_schedule(store.schedule(c, cid)))

@@ -17,6 +17,7 @@ from .importing import ImportProblem
 from .media_strings import STRINGS as MEDIA_STRINGS
 from .media_strings import MediaError
 from .numbers import BadNumber, Entry, NumberRules, comment, digit
+from .web import campaign_or_404
 
 PER_PAGE = 100
 REPORT_FIRST = 20          # lines of each kind shown with the summary; the rest paged or downloaded
@@ -137,16 +138,9 @@ def register(web) -> None:
     limit = web.cfg["dialer"]["import_max_bytes"]
     tz = schedule.tz(web.cfg)
     conn = web.db
-    # Imports of 200 000 numbers are one form field or file: bottle must keep such a part whole in memory.
-    bottle.BaseRequest.MEMFILE_MAX = max(bottle.BaseRequest.MEMFILE_MAX, limit + 65536)
+    # bottle's MEMFILE_MAX (an import is one form part kept whole in memory) is raised by web.register.
     listimport.migrate(conn())
     db = conn
-
-    def campaign_or_404(cid: int):
-        row = store.campaign(db(), cid)
-        if row is None:
-            raise bottle.HTTPError(404)
-        return row
 
     def base(cid: int) -> str:
         return f"/dialer/c/{cid}/numbers"
@@ -177,7 +171,7 @@ def register(web) -> None:
     @app.get("/dialer/c/<cid:int>/numbers")
     @web.login_required
     def numbers_page(cid):
-        camp = campaign_or_404(cid)
+        camp = campaign_or_404(db(), cid)
         c = db()
         f = web.flashed()
         q = (req.query.getunicode("q") or "").strip()[:100]
@@ -211,7 +205,7 @@ def register(web) -> None:
     @app.post("/dialer/c/<cid:int>/numbers/add")
     @web.login_required
     def add_number(cid):
-        campaign_or_404(cid)
+        campaign_or_404(db(), cid)
         e, errors, typed = entry("add")
         if e is None:
             return web.redirect_with(back_url(cid), errors=errors, form=typed, anchor="add-form")
@@ -223,7 +217,7 @@ def register(web) -> None:
     @app.post("/dialer/c/<cid:int>/numbers/<number:re:[0-9]{1,20}>/edit")
     @web.login_required
     def edit_number(cid, number):
-        campaign_or_404(cid)
+        campaign_or_404(db(), cid)
         e, errors, typed = entry("edit")
         if e is None:
             url = back_url(cid)
@@ -239,7 +233,7 @@ def register(web) -> None:
     @app.post("/dialer/c/<cid:int>/numbers/<number:re:[0-9]{1,20}>/delete")
     @web.login_required
     def delete_number(cid, number):
-        campaign_or_404(cid)
+        campaign_or_404(db(), cid)
         done = store.delete_phone(db(), number, cid)
         web.log.info("dialer: %s deleted %s from campaign %d", web.user(), number, cid)
         return web.redirect_with(back_url(cid), notice=web.t("num.deleted" if done else "num.gone", number=number))
@@ -247,7 +241,7 @@ def register(web) -> None:
     @app.post("/dialer/c/<cid:int>/numbers/clear")
     @web.login_required
     def clear_numbers(cid):
-        campaign_or_404(cid)
+        campaign_or_404(db(), cid)
         n = store.clear_phones(db(), cid)
         web.log.info("dialer: %s cleared the list of campaign %d (%d numbers)", web.user(), cid, n)
         return web.redirect_with(base(cid), notice=web.t("num.cleared", n=n))
@@ -255,7 +249,7 @@ def register(web) -> None:
     @app.post("/dialer/c/<cid:int>/numbers/import")
     @web.login_required
     def import_numbers(cid):
-        campaign_or_404(cid)
+        campaign_or_404(db(), cid)
         replace = req.forms.getunicode("mode") == "replace"
         too_big = {"import-file": web.t("import.too_big", mb=f"{limit / 1e6:g}")}
         if (req.content_length or 0) > limit + 65536:

@@ -12,6 +12,7 @@ import bottle
 
 from . import campaigns, export, runview, schedule, store
 from .kick import kick
+from .web import campaign_or_404
 
 STRINGS = {
     "ru": {
@@ -217,9 +218,7 @@ def register(web) -> None:
     @web.login_required
     def results(campaign_id):
         c = web.db()
-        camp = store.campaign(c, campaign_id)
-        if camp is None:
-            raise bottle.HTTPError(404)
+        camp = campaign_or_404(c, campaign_id)
         runs = runview.per_run(c, campaign_id)
         for r in runs:
             r["bar"] = runview.bar(r)
